@@ -1,0 +1,32 @@
+# The two commands a newcomer needs: `make bench` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+TIER   ?= quick
+export JAX_PLATFORMS ?= cpu
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup test test-slow bench lint clean
+
+setup: $(STAMP)
+
+# Reinstall whenever the pinned metadata changes.
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+bench: setup
+	$(PY) -m bench data build --tier $(TIER)
+	$(PY) -m bench data list
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache *.egg-info

@@ -1,0 +1,1 @@
+"""Algorithms, pure-functional JAX (filled by the diffusion-core and policy issues)."""

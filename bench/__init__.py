@@ -1,0 +1,1 @@
+"""The harness: command line, tables, speed benchmarks."""

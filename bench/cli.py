@@ -1,0 +1,130 @@
+"""`python -m bench ...`: the harness's command line.
+
+    python -m bench envs [--measure-refs]
+    python -m bench data build --env ENV_ID --quality LEVEL [--seed S] [--transitions N]
+    python -m bench data build --tier quick
+    python -m bench data list
+
+Bad input (unknown env, level, dataset or tier) prints one line naming the problem and what
+exists, and exits with code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from bench import jaxcache
+
+
+class UserError(Exception):
+    """A problem with what the user asked for: printed as one line, exit code 2."""
+
+
+def _table(rows, columns):
+    """A markdown table from dict rows."""
+    head = "| " + " | ".join(c for c, _ in columns) + " |"
+    sep = "|" + "|".join("---" for _ in columns) + "|"
+    body = ["| " + " | ".join(fmt(r) for _, fmt in columns) + " |" for r in rows]
+    return "\n".join([head, sep] + body)
+
+
+def _num(key, spec=".1f"):
+    def fmt(row):
+        v = row.get(key)
+        return "-" if v is None else format(v, spec)
+    return fmt
+
+
+def cmd_envs(args):
+    import envs
+    from bench.envs_table import env_rows
+
+    rows = env_rows(measure_refs=args.measure_refs, batches=(1, 256),
+                    log=lambda m: print(m, file=sys.stderr))
+    cols = [("env id", lambda r: r["env_id"]), ("source", lambda r: r["source"]),
+            ("backend", lambda r: r["backend"]), ("obs", lambda r: str(r["obs_dim"])),
+            ("act", lambda r: str(r["act_dim"])), ("episode", lambda r: str(r["episode_length"])),
+            ("random ref", _num("ref_min_score")), ("expert ref", _num("ref_max_score")),
+            ("steps/s b=1", _num("steps_per_s_1", ",.0f")),
+            ("steps/s b=256", _num("steps_per_s_256", ",.0f")),
+            ("state_from_obs", lambda r: "yes" if r["state_from_obs"] else "no")]
+    if args.measure_refs:
+        cols.insert(8, ("random measured", _num("random_measured")))
+    print(_table(rows, cols))
+    del envs
+
+
+def cmd_data_build(args):
+    from envs.datasets import build, build_tier
+
+    if args.tier:
+        if args.env or args.quality:
+            raise UserError("give either --tier or --env/--quality, not both")
+        build_tier(args.tier, seed=args.seed)
+    else:
+        if not (args.env and args.quality):
+            raise UserError("data build needs --tier TIER, or --env ENV_ID and --quality LEVEL")
+        build(args.env, args.quality, seed=args.seed, n_transitions=args.transitions,
+              force=args.force)
+
+
+def cmd_data_list(args):
+    from envs.datasets import list_datasets
+    from envs.datasets.minari_io import datasets_root
+
+    rows = list_datasets()
+    if not rows:
+        print(f"no datasets in {datasets_root()}; build them with "
+              "`python -m bench data build --tier quick`")
+        return
+    print(_table(rows, [("dataset id", lambda r: r["dataset_id"]),
+                        ("env id", lambda r: str(r.get("env_id") or "-")),
+                        ("transitions", _num("transitions", ",d")),
+                        ("episodes", _num("episodes", ",d")),
+                        ("behaviour return", _num("behaviour_return")),
+                        ("normalised score", _num("normalized_score")),
+                        ("problem", lambda r: r.get("error", ""))]))
+    print(f"\n(datasets in {datasets_root()})")
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("envs", help="table of environments with measured steps/s")
+    e.add_argument("--measure-refs", action="store_true",
+                   help="also re-measure the random policy's return (100 episodes)")
+    e.set_defaults(fn=cmd_envs)
+    d = sub.add_parser("data", help="offline datasets").add_subparsers(dest="data_cmd",
+                                                                       required=True)
+    b = d.add_parser("build", help="build datasets (skips those already built)")
+    b.add_argument("--env")
+    b.add_argument("--quality")
+    b.add_argument("--tier")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--transitions", type=int, default=None)
+    b.add_argument("--force", action="store_true", help="rebuild even if it exists")
+    b.set_defaults(fn=cmd_data_build)
+    ls = d.add_parser("list", help="local datasets with size and behaviour score")
+    ls.set_defaults(fn=cmd_data_list)
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    jaxcache.enable()
+    from envs.core import EnvError
+    from envs.datasets.minari_io import DatasetError
+
+    t0 = time.time()
+    try:
+        args.fn(args)
+    except (UserError, EnvError, DatasetError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted after {time.time() - t0:.0f}s; rerun the same command to continue",
+              file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,167 @@
+"""Reading and writing offline datasets as real Minari datasets (hdf5).
+
+Writes are atomic: a dataset is created under a staging folder inside the datasets root and
+renamed into place only once complete, so an interrupted build never leaves a half-written
+dataset where `load` or `list` would see it. Every dataset we write carries a content hash of
+its arrays in its metadata; `read` recomputes it and refuses a dataset whose data changed.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+
+FIELDS = ("observations", "actions", "rewards", "terminations", "truncations")
+
+
+class DatasetError(ValueError):
+    """A dataset id that does not exist, or a dataset file that cannot be trusted."""
+
+
+def datasets_root() -> Path:
+    root = os.environ.get("MINARI_DATASETS_PATH")
+    return Path(root) if root else Path.home() / ".minari" / "datasets"
+
+
+def dataset_path(dataset_id: str) -> Path:
+    return datasets_root() / dataset_id
+
+
+def exists(dataset_id: str) -> bool:
+    return (dataset_path(dataset_id) / "data").is_dir()
+
+
+@contextlib.contextmanager
+def _minari_root(path: Path):
+    old = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(path)
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["MINARI_DATASETS_PATH"]
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = old
+
+
+def content_hash(episodes: List[Dict[str, np.ndarray]]) -> str:
+    h = hashlib.sha256()
+    for ep in episodes:
+        for f in FIELDS:
+            a = np.ascontiguousarray(ep[f])
+            h.update(f.encode())
+            h.update(str(a.dtype).encode())
+            h.update(str(a.shape).encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def write(dataset_id: str, episodes: List[Dict[str, np.ndarray]], *, obs_low, obs_high,
+          act_low, act_high, ref_min_score: float, ref_max_score: float,
+          algorithm_name: str, description: str, extra_metadata: dict) -> Path:
+    """Write a Minari dataset atomically; returns its folder."""
+    import gymnasium as gym
+    import minari
+    from minari.data_collector import EpisodeBuffer
+    from minari.dataset.minari_storage import MinariStorage
+
+    root = datasets_root()
+    final = root / dataset_id
+    if final.exists():
+        raise DatasetError(f"dataset {dataset_id} already exists at {final}")
+    staging = root / ".staging" / uuid.uuid4().hex
+    staging.mkdir(parents=True)
+    obs_dim, act_dim = episodes[0]["observations"].shape[1], episodes[0]["actions"].shape[1]
+    obs_space = gym.spaces.Box(np.full(obs_dim, obs_low, np.float32),
+                               np.full(obs_dim, obs_high, np.float32), dtype=np.float32)
+    act_space = gym.spaces.Box(np.full(act_dim, act_low, np.float32),
+                               np.full(act_dim, act_high, np.float32), dtype=np.float32)
+    try:
+        with _minari_root(staging):
+            minari.create_dataset_from_buffers(
+                dataset_id, [EpisodeBuffer(id=i, **{f: ep[f] for f in FIELDS})
+                             for i, ep in enumerate(episodes)], env=None,
+                observation_space=obs_space, action_space=act_space,
+                algorithm_name=algorithm_name, author="diffrl-bench",
+                ref_min_score=float(ref_min_score), ref_max_score=float(ref_max_score),
+                description=description)
+            meta = dict(extra_metadata, content_hash=content_hash(episodes))
+            _update_metadata(staging / dataset_id, meta)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        _copy_namespaces(staging, root, dataset_id)
+        os.replace(staging / dataset_id, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def _update_metadata(path: Path, meta: dict):
+    from minari.dataset.minari_storage import MinariStorage
+
+    storage = MinariStorage.read(path / "data")
+    storage.update_metadata({"diffrl": json.dumps(meta, sort_keys=True)})
+
+
+def _copy_namespaces(staging: Path, root: Path, dataset_id: str):
+    # Minari keeps a namespace_metadata.json in each namespace folder; carry them over.
+    parts = dataset_id.split("/")[:-1]
+    for i in range(1, len(parts) + 1):
+        src = staging.joinpath(*parts[:i], "namespace_metadata.json")
+        dst = root.joinpath(*parts[:i], "namespace_metadata.json")
+        if src.exists() and not dst.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst)
+
+
+def read_metadata(dataset_id: str) -> dict:
+    """Minari's metadata plus ours (under `diffrl`), without reading the data."""
+    from minari.dataset.minari_storage import MinariStorage
+
+    path = dataset_path(dataset_id) / "data"
+    try:
+        meta = dict(MinariStorage.read_raw_metadata(path))
+    except Exception as e:  # noqa: BLE001 - any failure here means an unreadable dataset
+        raise DatasetError(f"cannot read dataset {dataset_id} at {path}: {e}") from None
+    if "diffrl" in meta:
+        meta["diffrl"] = json.loads(meta["diffrl"])
+    return meta
+
+
+def read(dataset_id: str, verify: bool = True):
+    """All episodes of a local dataset as numpy dicts, plus its metadata."""
+    import minari
+
+    path = dataset_path(dataset_id)
+    meta = read_metadata(dataset_id)
+    try:
+        with _minari_root(datasets_root()):
+            ds = minari.load_dataset(dataset_id)
+            episodes = [{
+                "observations": np.asarray(ep.observations, np.float32),
+                "actions": np.asarray(ep.actions, np.float32),
+                "rewards": np.asarray(ep.rewards, np.float32),
+                "terminations": np.asarray(ep.terminations, bool),
+                "truncations": np.asarray(ep.truncations, bool),
+            } for ep in ds.iterate_episodes()]
+    except Exception as e:  # noqa: BLE001 - h5py/minari raise many kinds on a bad file
+        raise DatasetError(f"dataset {dataset_id} is corrupted or truncated: cannot read "
+                           f"{_data_file(path)} ({type(e).__name__}: {e}); delete the folder "
+                           f"{path} and rebuild it") from None
+    ours = meta.get("diffrl")
+    if verify and ours and ours.get("content_hash") != content_hash(episodes):
+        raise DatasetError(f"dataset {dataset_id} is corrupted: the data in "
+                           f"{_data_file(path)} does not match its content hash; delete the "
+                           f"folder {path} and rebuild it")
+    return episodes, meta
+
+
+def _data_file(path: Path) -> Path:
+    files = sorted((path / "data").glob("*.hdf5"))
+    return files[0] if files else path / "data"

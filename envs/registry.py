@@ -1,0 +1,101 @@
+"""The env ids and what each one fixes.
+
+Reference scores are published per env id: `ref_min_score` is the mean return of the uniform
+random policy and `ref_max_score` the mean return of the expert behaviour agent that
+`python -m bench data build` trains (recipes in `envs/datasets/behaviour.py`), both over 100
+episodes. `python -m bench envs --measure-refs` re-measures them; the tests check that the
+random policy and the expert datasets still land at about 0 and 100.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Dict, Tuple
+
+from envs.core import Env, EnvError, EnvSpec
+from envs.maze2d import EPISODE_LENGTH
+
+_EXACT = "exact: the observation is the full state"
+_SPRING = ""  # spring integrates maximal coordinates the observation (q, qd) does not fix
+
+# env_id -> (spec, factory)
+_REGISTRY: Dict[str, Tuple[EnvSpec, Callable[[EnvSpec], Env]]] = {}
+
+
+def _register(spec: EnvSpec, factory):
+    _REGISTRY[spec.env_id] = (spec, factory)
+
+
+def _gymnax(factory_name):
+    def factory(spec):
+        from envs import gymnax_envs
+
+        return getattr(gymnax_envs, factory_name)(spec)
+
+    return factory
+
+
+def _brax(name):
+    def factory(spec):
+        from envs.brax_envs import make_brax
+
+        return make_brax(spec, name)
+
+    return factory
+
+
+def _maze(name):
+    def factory(spec):
+        from envs.maze2d import make_maze2d
+
+        return make_maze2d(spec, name)
+
+    return factory
+
+
+_register(EnvSpec("Pendulum-v1", "gymnax", "gymnax", 3, 1, -2.0, 2.0, 200,
+                  ref_min_score=-1229.0, ref_max_score=-147.0, state_from_obs=_EXACT,
+                  description="swing-up; dense reward"), _gymnax("make_pendulum"))
+_register(EnvSpec("MountainCarContinuous-v0", "gymnax", "gymnax", 2, 1, -1.0, 1.0, 999,
+                  ref_min_score=-33.0, ref_max_score=94.0, state_from_obs=_EXACT,
+                  description="sparse +100 at the flag, action cost; terminates at the flag"),
+          _gymnax("make_mountain_car"))
+
+for _name, _backend, _obs, _act, _lo, _hi, _how in [
+    ("hopper", "spring", 11, 3, -2.0, 1000.0, _SPRING),
+    ("halfcheetah", "spring", 17, 6, -280.0, 3000.0, _SPRING),
+    ("walker2d", "spring", 17, 6, 0.0, 1000.0, _SPRING),
+    ("ant", "spring", 27, 8, -60.0, 3000.0, _SPRING),
+    ("inverted_pendulum", "generalized", 4, 1, 5.0, 1000.0, _EXACT),
+]:
+    _register(EnvSpec(_name, "brax", _backend, _obs, _act, -1.0, 1.0, 1000,
+                      ref_min_score=_lo, ref_max_score=_hi, state_from_obs=_how,
+                      description="Brax locomotion, default reward"), _brax(_name))
+
+for _layout, _lo, _hi in [("umaze", 20.0, 200.0), ("medium", 10.0, 400.0),
+                          ("large", 5.0, 500.0)]:
+    _register(EnvSpec(f"maze2d-{_layout}", "maze2d", "jax", 4, 2, -1.0, 1.0,
+                      EPISODE_LENGTH[_layout], ref_min_score=_lo, ref_max_score=_hi,
+                      state_from_obs=_EXACT,
+                      description=f"D4RL {_layout} layout, sparse reward within 0.5 of the goal"),
+              _maze(_layout))
+
+
+def env_ids():
+    return list(_REGISTRY)
+
+
+def spec(env_id: str) -> EnvSpec:
+    if env_id not in _REGISTRY:
+        raise EnvError(f"unknown env id {env_id!r}; known ids: {', '.join(_REGISTRY)}")
+    return _REGISTRY[env_id][0]
+
+
+_CACHE: Dict[str, Env] = {}
+
+
+def make(env_id: str) -> Env:
+    """The environment for an id (built once per process, then shared)."""
+    s = spec(env_id)
+    if env_id not in _CACHE:
+        _CACHE[env_id] = _REGISTRY[env_id][1](s)
+    return _CACHE[env_id]

@@ -1,0 +1,216 @@
+"""Offline datasets: Minari round trip, quality levels, atomic builds, bad input, corruption."""
+import os
+
+import h5py
+import jax
+import numpy as np
+import pytest
+
+import envs
+from bench.cli import main as cli
+from envs import datasets
+from envs.datasets import build as build_mod
+from envs.datasets import minari_io
+from envs.datasets.minari_io import DatasetError
+
+
+def _maze_episodes(n=3000, seed=0):
+    env = envs.make("maze2d-umaze")
+    maze = __import__("envs.maze2d", fromlist=["load_maze"]).load_maze("umaze")
+    act, init = build_mod._maze_policy(env, maze, build_mod.MAZE_NOISE)
+    return build_mod.collect(env, act, None, jax.random.PRNGKey(seed), n, init_carry=init)
+
+
+def _write(ds_id, episodes):
+    env = envs.make("maze2d-umaze")
+    return minari_io.write(ds_id, episodes, obs_low=-np.inf, obs_high=np.inf,
+                           act_low=-1.0, act_high=1.0, ref_min_score=env.spec.ref_min_score,
+                           ref_max_score=env.spec.ref_max_score, algorithm_name="test",
+                           description="test", extra_metadata={"env_id": "maze2d-umaze"})
+
+
+def test_collected_episodes_are_consistent():
+    eps = _maze_episodes()
+    assert sum(len(e["actions"]) for e in eps) >= 3000
+    for e in eps:
+        n = len(e["actions"])
+        assert e["observations"].shape == (n + 1, 4)
+        assert e["rewards"].shape == e["terminations"].shape == e["truncations"].shape == (n,)
+        # exactly one end per episode, at its last step
+        ends = e["terminations"] | e["truncations"]
+        assert ends[-1] and not ends[:-1].any()
+        assert n <= 300
+
+
+def test_round_trip_through_minari_gives_identical_arrays():
+    eps = _maze_episodes(seed=1)
+    _write("test/roundtrip/a-v0", eps)
+    data = datasets.load("test/roundtrip/a-v0")
+    assert data.num_episodes == len(eps)
+    for a, b in zip(eps, data.raw_episodes):
+        for f in minari_io.FIELDS:
+            np.testing.assert_array_equal(a[f], b[f])
+    # the flat view lines up obs and next_obs within each episode
+    tr = data.transitions
+    n = data.num_transitions
+    assert tr["obs"].shape == tr["next_obs"].shape == (n, 4)
+    np.testing.assert_array_equal(tr["next_obs"][: len(eps[0]["actions"])],
+                                  eps[0]["observations"][1:])
+    # the padded view holds the same numbers under its mask
+    ep = data.episodes
+    assert ep["mask"].sum() == n
+    np.testing.assert_array_equal(ep["actions"][ep["mask"]], tr["action"])
+    np.testing.assert_array_equal(ep["rewards"][ep["mask"]], tr["reward"])
+
+
+def test_dataset_next_obs_matches_the_true_dynamics():
+    env = envs.make("maze2d-umaze")
+    tr = datasets.load("test/roundtrip/a-v0").transitions
+
+    @jax.jit
+    def replay(o, a):
+        return env.step(jax.random.PRNGKey(0), env.state_from_obs(o), a)[5]["final_obs"]
+
+    pred = jax.vmap(replay)(tr["obs"][:500], tr["action"][:500])
+    np.testing.assert_allclose(np.asarray(pred), tr["next_obs"][:500], atol=1e-5)
+
+
+def test_same_seed_same_data():
+    a, b = _maze_episodes(seed=4), _maze_episodes(seed=4)
+    assert minari_io.content_hash(a) == minari_io.content_hash(b)
+    assert minari_io.content_hash(a) != minari_io.content_hash(_maze_episodes(seed=5))
+
+
+def test_interrupted_write_leaves_nothing_visible_and_rerun_succeeds(monkeypatch):
+    from minari.dataset._storages import hdf5_storage
+
+    eps = _maze_episodes(seed=2)
+    real = hdf5_storage.HDF5Storage.update_episodes
+
+    def dies(self, episodes):
+        raise KeyboardInterrupt  # the user pressed Ctrl-C mid-write
+
+    monkeypatch.setattr(hdf5_storage.HDF5Storage, "update_episodes", dies)
+    with pytest.raises(KeyboardInterrupt):
+        _write("test/interrupted/a-v0", eps)
+    assert not minari_io.exists("test/interrupted/a-v0")
+    assert not minari_io.dataset_path("test/interrupted/a-v0").exists()
+    assert not any((minari_io.datasets_root() / ".staging").iterdir())
+    monkeypatch.setattr(hdf5_storage.HDF5Storage, "update_episodes", real)
+    _write("test/interrupted/a-v0", eps)
+    assert datasets.load("test/interrupted/a-v0").num_episodes == len(eps)
+
+
+def _hdf5(ds_id):
+    return next((minari_io.dataset_path(ds_id) / "data").glob("*.hdf5"))
+
+
+def test_truncated_file_is_refused_naming_the_file():
+    _write("test/truncated/a-v0", _maze_episodes(seed=3))
+    f = _hdf5("test/truncated/a-v0")
+    size = os.path.getsize(f)
+    with open(f, "r+b") as fh:
+        fh.truncate(size // 2)
+    with pytest.raises(DatasetError, match=f"corrupted or truncated.*{f.name}"):
+        datasets.load("test/truncated/a-v0")
+
+
+def test_changed_data_is_refused_by_the_content_hash():
+    _write("test/tampered/a-v0", _maze_episodes(seed=6))
+    f = _hdf5("test/tampered/a-v0")
+    with h5py.File(f, "r+") as h:
+        h["episode_0"]["rewards"][0] += 1.0
+    with pytest.raises(DatasetError, match=f"does not match its content hash.*{f.name}|"
+                                           f"{f.name}.*does not match its content hash"):
+        datasets.load("test/tampered/a-v0")
+
+
+def test_unknown_ids_and_levels_give_one_line_errors(capsys):
+    cases = [
+        (["data", "build", "--env", "hoper", "--quality", "medium"], "unknown env id 'hoper'"),
+        (["data", "build", "--env", "hopper", "--quality", "meduim"],
+         "unknown quality level 'meduim' for hopper; levels: random, medium"),
+        (["data", "build", "--tier", "huge"], "unknown tier 'huge'; tiers: quick, full"),
+        (["data", "build", "--env", "maze2d-umaze", "--quality", "large"],
+         "unknown quality level 'large' for maze2d-umaze; levels: umaze"),
+    ]
+    for argv, msg in cases:
+        assert cli(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and msg in err, err
+    with pytest.raises(DatasetError, match="not built yet.*--env hopper --quality expert"):
+        datasets.load("jaxrl/hopper/expert-v0")
+    with pytest.raises(DatasetError, match="unknown dataset id 'jaxrl/hopper/best-v0'"):
+        datasets.load("jaxrl/hopper/best-v0")
+    with pytest.raises(DatasetError, match="minari download mujoco/hopper/medium-v0"):
+        datasets.load("mujoco/hopper/medium-v0")
+
+
+def test_public_minari_dataset_loads_when_present():
+    """A dataset written by Minari's own collector (as public ones are) loads the same way."""
+    import gymnasium as gym
+    import minari
+    from minari.data_collector import EpisodeBuffer
+
+    rng = np.random.default_rng(0)
+    buffers = []
+    for i in range(3):
+        n = 10 + i
+        buffers.append(EpisodeBuffer(
+            id=i, observations=rng.normal(size=(n + 1, 3)).astype(np.float32),
+            actions=rng.normal(size=(n, 1)).astype(np.float32),
+            rewards=rng.normal(size=n), terminations=np.eye(n, dtype=bool)[-1],
+            truncations=np.zeros(n, bool)))
+    box = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
+    minari.create_dataset_from_buffers("mujoco/fake/medium-v0", buffers, env=None,
+                                       observation_space=box,
+                                       action_space=gym.spaces.Box(-1, 1, (1,), np.float32))
+    data = datasets.load("mujoco/fake/medium-v0")
+    assert data.env_id is None and data.num_transitions == 10 + 11 + 12
+    np.testing.assert_allclose(data.transitions["action"][:10], buffers[0].actions)
+
+
+def test_maze_dataset_build_and_list(capsys):
+    ds_id = build_mod.build("maze2d-umaze", "umaze", seed=0, n_transitions=2000,
+                            log=lambda m: None)
+    assert ds_id == "jaxrl/maze2d/umaze-v0"
+    meta = minari_io.read_metadata(ds_id)
+    ours = meta["diffrl"]
+    assert ours["env_id"] == "maze2d-umaze" and ours["generator_seed"] == 0
+    assert meta["ref_min_score"] == envs.spec("maze2d-umaze").ref_min_score
+    assert len(ours["content_hash"]) == 64 and ours["versions"]["jax"]
+    # building again is a no-op, and the list shows it
+    assert build_mod.build("maze2d-umaze", "umaze", log=lambda m: None) == ds_id
+    assert cli(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "jaxrl/maze2d/umaze-v0" in out and "maze2d-umaze" in out
+
+
+@pytest.fixture(scope="module")
+def mountaincar_levels():
+    return {lvl: datasets.load(build_mod.build("MountainCarContinuous-v0", lvl,
+                                               n_transitions=20_000, log=lambda m: None))
+            for lvl in ("random", "medium", "expert")}
+
+
+def test_quality_levels_random_medium_expert_are_ordered(mountaincar_levels):
+    scores = {lvl: d.metadata["diffrl"]["behaviour_normalized_score"]
+              for lvl, d in mountaincar_levels.items()}
+    assert abs(scores["random"]) < 10, scores
+    assert 15 < scores["medium"] < 60, scores
+    assert 85 < scores["expert"] < 115, scores
+
+
+@pytest.mark.slow
+def test_ppo_pendulum_levels_are_ordered():
+    """The PPO path end to end: train, snapshot, score, build; ~2 minutes on 2 cores."""
+    scores = {}
+    for lvl in ("random", "medium", "expert", "medium-replay", "medium-expert"):
+        ds = datasets.load(build_mod.build("Pendulum-v1", lvl, n_transitions=20_000,
+                                           log=lambda m: None))
+        scores[lvl] = ds.metadata["diffrl"]["behaviour_normalized_score"]
+    assert abs(scores["random"]) < 10, scores
+    assert 15 < scores["medium"] < 60, scores
+    assert 85 < scores["expert"] < 115, scores
+    assert scores["medium"] < scores["medium-expert"] < scores["expert"], scores
+    assert scores["medium-replay"] < scores["medium"] + 10, scores
