@@ -94,7 +94,7 @@ def parser():
     sub = p.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("envs", help="table of environments with measured steps/s")
     e.add_argument("--measure-refs", action="store_true",
-                   help="also re-measure the random policy's return (100 episodes)")
+                   help="also re-measure the random policy's return (1000 episodes)")
     e.set_defaults(fn=cmd_envs)
     d = sub.add_parser("data", help="offline datasets").add_subparsers(dest="data_cmd",
                                                                        required=True)

@@ -46,7 +46,7 @@ def env_rows(measure_refs=False, batches=(1, 256), log=print):
             row[f"steps_per_s_{b}"] = steps_per_second(env, b)
         if measure_refs:
             res = envs.evaluate(lambda obs, key, env=env: env.random_action(key), env,
-                                jax.random.PRNGKey(0), 100)
+                                jax.random.PRNGKey(0), 1000)
             row["random_measured"] = float(res["returns"].mean())
         rows.append(row)
     return rows

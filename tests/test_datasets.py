@@ -9,7 +9,7 @@ import pytest
 import envs
 from bench.cli import main as cli
 from envs import datasets
-from envs.datasets import build as build_mod
+from envs.datasets import builder as build_mod
 from envs.datasets import minari_io
 from envs.datasets.minari_io import DatasetError
 

@@ -13,7 +13,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from envs.datasets import minari_io
-from envs.datasets.build import TIERS, all_specs, build, build_tier, dataset_id, resolve
+from envs.datasets.builder import TIERS, all_specs, build, build_tier, dataset_id, resolve
 from envs.datasets.minari_io import DatasetError, datasets_root
 
 __all__ = ["DatasetError", "OfflineDataset", "TIERS", "all_specs", "build", "build_tier",

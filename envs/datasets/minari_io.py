@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import uuid
+import warnings
 from pathlib import Path
 from typing import Dict, List
 
@@ -84,7 +85,10 @@ def write(dataset_id: str, episodes: List[Dict[str, np.ndarray]], *, obs_low, ob
     act_space = gym.spaces.Box(np.full(act_dim, act_low, np.float32),
                                np.full(act_dim, act_high, np.float32), dtype=np.float32)
     try:
-        with _minari_root(staging):
+        with _minari_root(staging), warnings.catch_warnings():
+            # Minari warns about the fields an env-less dataset cannot have (env spec,
+            # permalink, e-mail); the metadata below says what generated the data instead.
+            warnings.simplefilter("ignore", UserWarning)
             minari.create_dataset_from_buffers(
                 dataset_id, [EpisodeBuffer(id=i, **{f: ep[f] for f in FIELDS})
                              for i, ep in enumerate(episodes)], env=None,
@@ -93,7 +97,10 @@ def write(dataset_id: str, episodes: List[Dict[str, np.ndarray]], *, obs_low, ob
                 ref_min_score=float(ref_min_score), ref_max_score=float(ref_max_score),
                 description=description)
             meta = dict(extra_metadata, content_hash=content_hash(episodes))
-            _update_metadata(staging / dataset_id, meta)
+            # Without a Gymnasium env spec Minari drops the reference scores: set them here.
+            _update_metadata(staging / dataset_id, {
+                "ref_min_score": float(ref_min_score), "ref_max_score": float(ref_max_score),
+                "diffrl": json.dumps(meta, sort_keys=True)})
         final.parent.mkdir(parents=True, exist_ok=True)
         _copy_namespaces(staging, root, dataset_id)
         os.replace(staging / dataset_id, final)
@@ -105,8 +112,7 @@ def write(dataset_id: str, episodes: List[Dict[str, np.ndarray]], *, obs_low, ob
 def _update_metadata(path: Path, meta: dict):
     from minari.dataset.minari_storage import MinariStorage
 
-    storage = MinariStorage.read(path / "data")
-    storage.update_metadata({"diffrl": json.dumps(meta, sort_keys=True)})
+    MinariStorage.read(path / "data").update_metadata(meta)
 
 
 def _copy_namespaces(staging: Path, root: Path, dataset_id: str):

@@ -193,6 +193,10 @@ def maze_expert_return(env: Env, episodes: int = 100, seed: int = 0) -> float:
 
 
 # --- building ----------------------------------------------------------------------------
+def _level_index(level: str) -> int:
+    return (PPO_LEVELS + MAZE_LEVELS).index(level)
+
+
 def build(env_id: str, level: str, seed: int = 0, tier: str = "quick",
           n_transitions: Optional[int] = None, log: Callable[[str], None] = print,
           force: bool = False) -> str:
@@ -210,7 +214,8 @@ def build(env_id: str, level: str, seed: int = 0, tier: str = "quick",
         n_transitions = (MAZE_FULL_SIZES[level] if tier == "full" and env.spec.source == "maze2d"
                          else SIZES[tier])
     t0 = time.time()
-    key = jax.random.PRNGKey(seed)
+    # Each level draws from its own stream, so levels sharing a policy share no rollouts.
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), _level_index(level))
     meta = {"env_id": env_id, "backend": env.spec.backend, "quality": level,
             "generator_seed": seed, "tier": tier, "versions": versions()}
     if env.spec.source == "maze2d":
