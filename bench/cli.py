@@ -37,7 +37,6 @@ def _num(key, spec=".1f"):
 
 
 def cmd_envs(args):
-    import envs
     from bench.envs_table import env_rows
 
     rows = env_rows(measure_refs=args.measure_refs, batches=(1, 256),
@@ -52,7 +51,6 @@ def cmd_envs(args):
     if args.measure_refs:
         cols.insert(8, ("random measured", _num("random_measured")))
     print(_table(rows, cols))
-    del envs
 
 
 def cmd_data_build(args):

@@ -21,7 +21,9 @@ def steps_per_second(env, batch: int, steps: int = 200, repeats: int = 3) -> flo
             _, state, r, *_ = jax.vmap(env.step)(jax.random.split(ks, batch), state, action)
             return state, r
 
-        return jax.lax.scan(body, state, jax.random.split(key, steps))[1]
+        # Return the final state too: with a constant reward (inverted_pendulum) XLA would
+        # otherwise drop the physics as dead code.
+        return jax.lax.scan(body, state, jax.random.split(key, steps))
 
     jax.block_until_ready(run(jax.random.PRNGKey(0)))  # compile + warm-up
     times = []

@@ -12,11 +12,12 @@ from envs import datasets
 from envs.datasets import builder as build_mod
 from envs.datasets import minari_io
 from envs.datasets.minari_io import DatasetError
+from envs.maze2d import load_maze
 
 
 def _maze_episodes(n=3000, seed=0):
     env = envs.make("maze2d-umaze")
-    maze = __import__("envs.maze2d", fromlist=["load_maze"]).load_maze("umaze")
+    maze = load_maze("umaze")
     act, init = build_mod._maze_policy(env, maze, build_mod.MAZE_NOISE)
     return build_mod.collect(env, act, None, jax.random.PRNGKey(seed), n, init_carry=init)
 
