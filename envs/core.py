@@ -48,6 +48,10 @@ class EnvSpec:
     state_from_obs: str    # "" when unsupported, else how exact it is
     description: str = ""
 
+    def normalize(self, returns):
+        """D4RL normalised score: 100 * (R - R_random) / (R_expert - R_random)."""
+        return 100.0 * (returns - self.ref_min_score) / (self.ref_max_score - self.ref_min_score)
+
 
 def tree_where(cond, a, b):
     """Elementwise select between two pytrees of identical structure."""
@@ -134,6 +138,4 @@ class Env:
         )
 
     def normalize(self, returns):
-        """D4RL normalised score: 100 * (R - R_random) / (R_expert - R_random)."""
-        lo, hi = self.spec.ref_min_score, self.spec.ref_max_score
-        return 100.0 * (returns - lo) / (hi - lo)
+        return self.spec.normalize(returns)

@@ -13,8 +13,7 @@ from envs.registry import spec as _spec
 
 def normalized_score(env_id: str, returns):
     """D4RL normalised score `100 * (R - R_random) / (R_expert - R_random)` for an env id."""
-    s = _spec(env_id)
-    return 100.0 * (returns - s.ref_min_score) / (s.ref_max_score - s.ref_min_score)
+    return _spec(env_id).normalize(returns)
 
 
 def make_evaluate(act_fn: Callable, env: Env, episodes: int, stateful: bool):
@@ -81,4 +80,4 @@ def evaluate(act_fn: Callable, env: Env, key, episodes: int,
     run = _jitted(act_fn, env, int(episodes), stateful, bool(seed_axis))
     returns, lengths = run(policy_state, key)
     return {"returns": returns, "lengths": lengths,
-            "normalized": normalized_score(env.env_id, returns)}
+            "normalized": env.normalize(returns)}

@@ -1,7 +1,7 @@
 """Behaviour agents the offline datasets are generated from.
 
 - Brax and Gymnax envs: brax.training's PPO (a well-kept library), with one recipe per env id.
-  Gymnax envs enter PPO through `_AsBraxEnv`, a thin adapter to Brax's `Env` interface. Every
+  Gymnax envs enter PPO through `_as_brax_env`, a thin adapter to Brax's `Env` interface. Every
   PPO evaluation point leaves a snapshot of the policy parameters; each snapshot is then
   scored in *our* env with *our* evaluation (stochastic policy, 100 episodes), which is the
   behaviour return the datasets report.
@@ -105,45 +105,43 @@ def behaviour_root() -> Path:
     return datasets_root().parent / "diffrl-behaviour"
 
 
-class _AsBraxEnv:
+def _as_brax_env(env: Env):
     """Our functional env seen through Brax's `Env` interface, for brax.training's agents.
 
     Actions come in [-1, 1] (PPO's tanh) and are scaled to the env's bounds.
     """
+    from brax.envs.base import Env as BraxEnv, State
 
-    def __new__(cls, env: Env):
-        from brax.envs.base import Env as BraxEnv, State
+    class Adapter(BraxEnv):
+        def reset(self, rng):
+            rng, k = jax.random.split(rng)
+            obs, inner = env.raw_reset(k)
+            return State(pipeline_state=inner, obs=obs.astype(jnp.float32),
+                         reward=jnp.zeros(()), done=jnp.zeros(()), metrics={},
+                         info={"rng": rng})
 
-        class Adapter(BraxEnv):
-            def reset(self, rng):
-                rng, k = jax.random.split(rng)
-                obs, inner = env.raw_reset(k)
-                return State(pipeline_state=inner, obs=obs.astype(jnp.float32),
-                             reward=jnp.zeros(()), done=jnp.zeros(()), metrics={},
-                             info={"rng": rng})
+        def step(self, state, action):
+            rng, k = jax.random.split(state.info["rng"])
+            obs, inner, reward, term = env.raw_step(
+                k, state.pipeline_state, to_env_action(env, action))
+            return state.replace(pipeline_state=inner, obs=obs.astype(jnp.float32),
+                                 reward=jnp.asarray(reward, jnp.float32),
+                                 done=jnp.asarray(term, jnp.float32),
+                                 info={**state.info, "rng": rng})
 
-            def step(self, state, action):
-                rng, k = jax.random.split(state.info["rng"])
-                obs, inner, reward, term = env.raw_step(
-                    k, state.pipeline_state, to_env_action(env, action))
-                return state.replace(pipeline_state=inner, obs=obs.astype(jnp.float32),
-                                     reward=jnp.asarray(reward, jnp.float32),
-                                     done=jnp.asarray(term, jnp.float32),
-                                     info={**state.info, "rng": rng})
+        @property
+        def observation_size(self):
+            return env.spec.obs_dim
 
-            @property
-            def observation_size(self):
-                return env.spec.obs_dim
+        @property
+        def action_size(self):
+            return env.spec.act_dim
 
-            @property
-            def action_size(self):
-                return env.spec.act_dim
+        @property
+        def backend(self):
+            return env.spec.backend
 
-            @property
-            def backend(self):
-                return env.spec.backend
-
-        return Adapter()
+    return Adapter()
 
 
 def to_env_action(env: Env, unit_action):
@@ -188,7 +186,7 @@ def _brax_env(env: Env):
         from brax import envs as brax_envs
 
         return brax_envs.get_environment(env.spec.env_id, backend=env.spec.backend)
-    return _AsBraxEnv(env)
+    return _as_brax_env(env)
 
 
 def train_ppo(env: Env, seed: int, log: Callable[[str], None] = print) -> TrainedAgent:
