@@ -5,8 +5,10 @@
     python -m bench data build --tier quick
     python -m bench data list
     python -m bench speed diffusion [--quick] [--out DIR]
+    python -m bench bandit [--seeds N] [--steps S]
+    python -m bench train --algo ALGO --dataset DATASET_ID --seeds N [--steps S] [--set k=v ...]
 
-Bad input (unknown env, level, dataset or tier) prints one line naming the problem and what
+Bad input (unknown env, level, dataset, tier, algorithm or config field) prints one line naming the problem and what
 exists, and exits with code 2.
 """
 from __future__ import annotations
@@ -95,6 +97,26 @@ def cmd_speed(args):
     print(f"(written to {out / args.what}.md and .csv)")
 
 
+def cmd_train(args):
+    import shlex
+
+    from bench import train
+
+    train.run(args.algo, args.dataset, args.seeds, steps=args.steps,
+              overrides=train.parse_sets(args.set), out=Path(args.out), force=args.force,
+              command="python -m bench " + " ".join(shlex.quote(a) for a in args.argv),
+              log=lambda m: print(m, flush=True))
+
+
+def cmd_bandit(args):
+    from bench import bandit
+
+    bandit.run(seeds=args.seeds, steps=args.steps, out=Path(args.out),
+               runs=Path(args.out) / "runs", force=args.force,
+               log=lambda m: print(m, flush=True))
+    print(f"(written to {Path(args.out) / 'bandit.md'}, bandit.csv and figures/)")
+
+
 def parser():
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -122,6 +144,26 @@ def parser():
     sp.add_argument("--max-seed-seconds", type=float, default=60.0,
                     help="skip the 8-seed runs of a case whose 8 calls would exceed this")
     sp.set_defaults(fn=cmd_speed)
+    from algos import ALGOS
+
+    tr = sub.add_parser("train", help="train N seeds of one algorithm on one dataset, vmapped")
+    tr.add_argument("--algo", required=True, help=f"one of: {', '.join(ALGOS)}")
+    tr.add_argument("--dataset", required=True, help="e.g. jaxrl/pendulum/medium-expert-v0")
+    tr.add_argument("--seeds", type=int, default=5)
+    tr.add_argument("--steps", type=int, default=None, help="gradient steps (Config.steps)")
+    tr.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="override a Config field (repeatable)")
+    tr.add_argument("--out", default=str(RESULTS / "runs"), help="folder of results files")
+    tr.add_argument("--force", action="store_true",
+                    help="retrain even if a results file or checkpoint exists")
+    tr.set_defaults(fn=cmd_train)
+    bd = sub.add_parser("bandit", help="the multi-modal bandit test bed: every method, "
+                        "mode coverage and reward, figure")
+    bd.add_argument("--seeds", type=int, default=5)
+    bd.add_argument("--steps", type=int, default=3000)
+    bd.add_argument("--out", default=str(RESULTS), help="results folder")
+    bd.add_argument("--force", action="store_true", help="retrain every method")
+    bd.set_defaults(fn=cmd_bandit)
     return p
 
 
@@ -131,13 +173,14 @@ def main(argv=None):
     args.argv = argv
     if args.cmd != "speed":  # speed reports real compile times
         jaxcache.enable()
+    from algos.common import ConfigError
     from envs.core import EnvError
     from envs.datasets.minari_io import DatasetError
 
     t0 = time.time()
     try:
         args.fn(args)
-    except (UserError, EnvError, DatasetError) as e:
+    except (UserError, EnvError, DatasetError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -13,6 +13,7 @@ import dataclasses
 from typing import Callable, Dict, Tuple
 
 from envs.core import Env, EnvError, EnvSpec
+from envs import bandit
 from envs.maze2d import EPISODE_LENGTH
 
 _EXACT = "exact: the observation is the full state"
@@ -81,6 +82,14 @@ for _layout, _lo, _hi in [("umaze", 43.7, 283.2), ("medium", 19.4, 566.0),
                       state_from_obs=_EXACT,
                       description=f"D4RL {_layout} layout, sparse reward within 0.5 of the goal"),
               _maze(_layout))
+
+
+# References: uniform random actions (exact, see envs/bandit.py) and the best mode.
+_register(EnvSpec("bandit-2d", "bandit", "jax", bandit.OBS_DIM, bandit.ACT_DIM, -1.0, 1.0, 1,
+                  ref_min_score=bandit.RANDOM_RETURN, ref_max_score=bandit.BEST_RETURN,
+                  state_from_obs=_EXACT,
+                  description="Diffusion-QL's 2-D multi-modal bandit: one step, 4 modes"),
+          bandit.make_bandit)
 
 
 def env_ids():

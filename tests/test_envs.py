@@ -33,7 +33,7 @@ def _rollout_fn(env_id, steps):
     return roll
 
 
-@pytest.mark.parametrize("env_id", CHEAP + ["hopper", "inverted_pendulum"])
+@pytest.mark.parametrize("env_id", CHEAP + ["bandit-2d", "hopper", "inverted_pendulum"])
 def test_reset_step_shapes_and_dtypes(env_id):
     env = envs.make(env_id)
     obs, state = env.reset(jax.random.PRNGKey(0))
@@ -89,7 +89,7 @@ def test_termination_and_auto_reset_in_brax_hopper():
     assert z < 0.7 or abs(angle) > 0.2
 
 
-@pytest.mark.parametrize("env_id", CHEAP + ["inverted_pendulum"])
+@pytest.mark.parametrize("env_id", CHEAP + ["bandit-2d", "inverted_pendulum"])
 def test_state_from_obs_then_step_reproduces_next_obs(env_id):
     env = envs.make(env_id)
     assert env.supports_state_from_obs
@@ -117,7 +117,7 @@ def test_state_from_obs_unsupported_on_spring_backend_is_a_clear_error(env_id):
         env.state_from_obs(jnp.zeros(env.obs_dim))
 
 
-@pytest.mark.parametrize("env_id", CHEAP + ["inverted_pendulum"])
+@pytest.mark.parametrize("env_id", CHEAP + ["bandit-2d", "inverted_pendulum"])
 def test_random_policy_scores_about_zero(env_id):
     env = envs.make(env_id)
     res = envs.evaluate(lambda obs, key: env.random_action(key), env,

@@ -33,6 +33,8 @@ from envs.registry import make
 NAMESPACE = "jaxrl"
 PPO_LEVELS = ("random", "medium", "expert", "medium-replay", "medium-expert")
 MAZE_LEVELS = ("umaze", "medium", "large")
+BANDIT_LEVEL = "multimodal"
+BANDIT_SIZE = 4_000  # one-step episodes: Minari reads ~1 ms per episode
 VERSION = "v0"
 MAZE_NOISE = 0.3
 
@@ -50,11 +52,12 @@ TIERS = {
                                                   "medium-expert")]
     + [("MountainCarContinuous-v0", lvl) for lvl in ("medium", "expert", "medium-expert")]
     + [("maze2d-umaze", "umaze"), ("maze2d-medium", "medium")]
-    + [("hopper", lvl) for lvl in ("medium", "medium-replay", "medium-expert")],
+    + [("hopper", lvl) for lvl in ("medium", "medium-replay", "medium-expert")]
+    + [("bandit-2d", BANDIT_LEVEL)],
     "full": [(e, lvl) for e in ("hopper", "halfcheetah", "walker2d", "ant",
                                  "inverted_pendulum", "Pendulum-v1", "MountainCarContinuous-v0")
              for lvl in PPO_LEVELS]
-    + [(f"maze2d-{m}", m) for m in MAZE_LEVELS],
+    + [(f"maze2d-{m}", m) for m in MAZE_LEVELS] + [("bandit-2d", BANDIT_LEVEL)],
 }
 
 
@@ -68,6 +71,8 @@ class DatasetSpec:
 def dataset_id(env_id: str, level: str) -> str:
     if env_id.startswith("maze2d-"):
         return f"{NAMESPACE}/maze2d/{level}-{VERSION}"
+    if env_id == "bandit-2d":
+        return f"{NAMESPACE}/bandit/{level}-{VERSION}"
     return f"{NAMESPACE}/{SLUGS[env_id]}/{level}-{VERSION}"
 
 
@@ -79,6 +84,8 @@ def all_specs() -> Dict[str, DatasetSpec]:
     for m in MAZE_LEVELS:
         out[dataset_id(f"maze2d-{m}", m)] = DatasetSpec(dataset_id(f"maze2d-{m}", m),
                                                          f"maze2d-{m}", m)
+    bandit = dataset_id("bandit-2d", BANDIT_LEVEL)
+    out[bandit] = DatasetSpec(bandit, "bandit-2d", BANDIT_LEVEL)
     return out
 
 
@@ -88,11 +95,14 @@ def resolve(env_id: str, level: str) -> DatasetSpec:
     env_spec(env_id)  # raises the one-line unknown-env error
     if env_id.startswith("maze2d-"):
         levels = (env_id.split("-", 1)[1],)
+    elif env_id == "bandit-2d":
+        levels = (BANDIT_LEVEL,)
     elif env_id in SLUGS:
         levels = PPO_LEVELS
     else:
+        known = list(SLUGS) + [f"maze2d-{m}" for m in MAZE_LEVELS] + ["bandit-2d"]
         raise DatasetError(f"no behaviour agent for {env_id}; envs with datasets: "
-                           f"{', '.join(list(SLUGS) + [f'maze2d-{m}' for m in MAZE_LEVELS])}")
+                           f"{', '.join(known)}")
     if level not in levels:
         raise DatasetError(f"unknown quality level {level!r} for {env_id}; "
                            f"levels: {', '.join(levels)}")
@@ -194,7 +204,7 @@ def maze_expert_return(env: Env, episodes: int = 100, seed: int = 0) -> float:
 
 # --- building ----------------------------------------------------------------------------
 def _level_index(level: str) -> int:
-    return (PPO_LEVELS + MAZE_LEVELS).index(level)
+    return (PPO_LEVELS + MAZE_LEVELS + (BANDIT_LEVEL,)).index(level)
 
 
 def build(env_id: str, level: str, seed: int = 0, tier: str = "quick",
@@ -212,7 +222,7 @@ def build(env_id: str, level: str, seed: int = 0, tier: str = "quick",
     env = make(env_id)
     if n_transitions is None:
         n_transitions = (MAZE_FULL_SIZES[level] if tier == "full" and env.spec.source == "maze2d"
-                         else SIZES[tier])
+                         else BANDIT_SIZE if env.spec.source == "bandit" else SIZES[tier])
     t0 = time.time()
     # Each level draws from its own stream, so levels sharing a policy share no rollouts.
     key = jax.random.fold_in(jax.random.PRNGKey(seed), _level_index(level))
@@ -225,6 +235,13 @@ def build(env_id: str, level: str, seed: int = 0, tier: str = "quick",
         act, init = _maze_policy(env, maze, MAZE_NOISE)
         episodes = collect(env, act, None, key, n_transitions, init_carry=init)
         algorithm = f"waypoint controller (D4RL), action noise N(0, {MAZE_NOISE}^2)"
+        meta["behaviour"] = {"policy": algorithm}
+    elif env.spec.source == "bandit":
+        from envs.bandit import MODE_STD, behaviour_action
+
+        policy = lambda params, carry, obs, key: (behaviour_action(key), carry)  # noqa: E731
+        episodes = collect(env, policy, None, key, n_transitions)
+        algorithm = f"uniform mixture of the 4 modes, std {MODE_STD}"
         meta["behaviour"] = {"policy": algorithm}
     elif level == "random":
         episodes = collect(env, _random_policy(env), None, key, n_transitions)

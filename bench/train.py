@@ -1,0 +1,172 @@
+"""`python -m bench train`: one cell (algorithm x dataset x config), all seeds in one program.
+
+Seed k trains from `PRNGKey(k)`, so its result does not depend on how many seeds run beside
+it. The run advances one evaluation period per call of one compiled, vmapped program
+(`Train.run(state, 1)`); after each period the state of every seed is checkpointed with orbax,
+so a killed run resumes where it stopped. The results file (JSON, written atomically) holds
+one row per seed and evaluation: algo, dataset, seed, config hash, step, score, return, wall
+and compile time, beside the full config, versions and hardware.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import algos
+from algos import checkpoint
+from algos.common import ConfigError, apply_overrides, config_dict, config_hash
+from bench import sysinfo
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = ROOT / "results" / "runs"
+CHECKPOINTS = ROOT / ".cache" / "checkpoints"
+SCHEMA = 1
+
+
+def parse_sets(pairs) -> Dict[str, str]:
+    out = {}
+    for pair in pairs or ():
+        if "=" not in pair:
+            raise ConfigError(f"--set {pair}: expected key=value")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def make_config(algo: str, steps: Optional[int] = None, overrides: Optional[dict] = None):
+    """The algorithm's Config with `--steps` and `--set` applied (one-line errors)."""
+    module = algos.get(algo)
+    overrides = dict(overrides or {})
+    base = module.Config()
+    if steps is not None:
+        overrides.setdefault("steps", str(steps))
+        if "eval_every" not in overrides and steps < base.eval_every:
+            overrides["eval_every"] = str(steps)
+    return apply_overrides(base, overrides)
+
+
+def cell_name(algo: str, dataset_id: str, config) -> str:
+    return f"{algo}/{dataset_id.replace('/', '_')}/{config_hash(config)}"
+
+
+def seed_keys(seeds: int):
+    return jax.vmap(jax.random.PRNGKey)(jnp.arange(seeds))
+
+
+def _rows(algo, dataset_id, chash, metrics, periods_done, wall, compile_s):
+    rows = []
+    seeds = metrics["score"].shape[0]
+    for p in range(periods_done):
+        for s in range(seeds):
+            score = float(metrics["score"][s, p])
+            rows.append({"algo": algo, "dataset": dataset_id, "seed": s, "config_hash": chash,
+                         "step": int(metrics["step"][s, p]), "score": score,
+                         "return": float(metrics["return"][s, p]),
+                         "diverged": not math.isfinite(score),
+                         "wall_s": round(wall[p], 2), "compile_s": round(compile_s, 2)})
+    return rows
+
+
+def run(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None,
+        overrides: Optional[dict] = None, out: Path = RUNS, checkpoints: Path = CHECKPOINTS,
+        command: str = "", force: bool = False, log: Callable[[str], None] = print,
+        return_state: bool = False):
+    """Train `seeds` seeds of `algo` on `dataset_id`; returns (and writes) the results, and
+    with `return_state` also the final `TrainState` of every seed (leading seed axis)."""
+    import envs
+    from envs import datasets
+
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    config = make_config(algo, steps, overrides)
+    chash = config_hash(config)
+    name = cell_name(algo, dataset_id, config)
+    path = Path(out) / f"{name}.json"
+    previous = None
+    if path.exists() and not force:
+        previous = json.loads(path.read_text())
+        if not (previous.get("seeds") == seeds and previous.get("complete")):
+            previous = None
+        elif not return_state:
+            log(f"{path} exists (same config, {seeds} seeds): nothing to do; --force reruns")
+            return previous
+    dataset = datasets.load(dataset_id)
+    if dataset.env_id is None:
+        raise ConfigError(f"dataset {dataset_id} does not record one of our env ids, so it "
+                          "cannot be evaluated; train on a jaxrl/... dataset")
+    env = envs.make(dataset.env_id)
+    module = algos.get(algo)
+    train = module.make_train(config, dataset, env)
+    periods = train.periods
+    keys = seed_keys(seeds)
+
+    t0 = time.time()
+    init = jax.jit(jax.vmap(train.init))
+    step_fn = jax.jit(jax.vmap(lambda s: train.run(s, 1)))
+    state = init(keys)
+    compiled = step_fn.lower(state).compile()
+    compile_s = time.time() - t0
+    shape = jax.eval_shape(step_fn, state)[1]
+    metrics = {k: np.full((seeds, periods), np.nan, np.float32) for k in shape}
+    ckpt_dir = Path(checkpoints) / name / f"seeds{seeds}"
+    wall = [0.0] * periods
+    restored = None if force else checkpoint.restore(
+        ckpt_dir, {"state": state, "metrics": metrics, "wall": np.zeros(periods)})
+    done = 0
+    if previous is not None and restored is not None and restored[0] == periods:
+        log(f"{path} exists (same config, {seeds} seeds): state restored from {ckpt_dir}")
+        return previous, restored[1]["state"]
+    if restored is not None:
+        done, tree = restored
+        state, metrics = tree["state"], {k: np.asarray(v) for k, v in tree["metrics"].items()}
+        wall = [float(w) for w in np.asarray(tree["wall"])]
+        log(f"resumed from {ckpt_dir} at step {done * config.eval_every:,d}")
+    log(f"{algo} on {dataset_id} ({env.env_id}), {seeds} seeds vmapped, "
+        f"{config.steps:,d} steps, config {chash}; compiled in {compile_s:.1f}s")
+    t_session = time.time()
+    t_run = t_session - (wall[done - 1] if done else 0.0)
+    for p in range(done, periods):
+        state, m = compiled(state)
+        m = jax.device_get(m)
+        for k in metrics:
+            metrics[k][:, p] = np.asarray(m[k])[:, 0]
+        wall[p] = time.time() - t_run
+        checkpoint.save(ckpt_dir, p + 1, {"state": state, "metrics": metrics,
+                                          "wall": np.asarray(wall)})
+        sc = metrics["score"][:, p]
+        eta = (time.time() - t_session) / (p + 1 - done) * (periods - p - 1)
+        log(f"  step {(p + 1) * config.eval_every:>9,d}/{config.steps:,d}  score "
+            f"{np.nanmean(sc):7.1f} ± {np.nanstd(sc):5.1f}  "
+            f"({wall[p]:.0f}s, ~{eta:.0f}s left)")
+
+    rows = _rows(algo, dataset_id, chash, metrics, periods, wall, compile_s)
+    final = [r for r in rows if r["step"] == config.steps]
+    result = {
+        "schema": SCHEMA, "complete": True, "algo": algo, "dataset": dataset_id,
+        "env_id": env.env_id, "config": config_dict(config), "config_hash": chash,
+        "seeds": seeds, "steps": config.steps, "eval_episodes": config.eval_episodes,
+        "final": [{k: r[k] for k in ("seed", "score", "return", "diverged")} for r in final],
+        "rows": rows, "wall_s": round(wall[-1], 2), "compile_s": round(compile_s, 2),
+        "command": command, "versions": sysinfo.versions(
+            ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "brax", "gymnax", "minari",
+             "numpy")),
+        "hardware": sysinfo.hardware(),
+    }
+    sysinfo.atomic_write_text(path, json.dumps(result, indent=1))
+    scores = [r["score"] for r in final if not r["diverged"]]
+    for r in final:
+        log(f"  seed {r['seed']}: score {r['score']:.1f}" + ("  DIVERGED" if r["diverged"]
+                                                            else ""))
+    log(f"{algo} on {dataset_id}: mean normalised score "
+        f"{np.mean(scores) if scores else float('nan'):.1f} ± "
+        f"{np.std(scores) if scores else float('nan'):.1f} over {len(scores)} seeds"
+        + (f" ({seeds - len(scores)} diverged)" if len(scores) < seeds else "")
+        + f"; {result['wall_s']:.0f}s run + {compile_s:.0f}s compile -> {path}")
+    return (result, state) if return_state else result

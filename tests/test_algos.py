@@ -1,0 +1,186 @@
+"""The offline algorithms: vmapped seeds, seed independence, checkpoint/resume, the CLI, and
+the multi-modal bandit they are compared on."""
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import algos
+import envs
+from algos import checkpoint
+from algos.common import ConfigError, apply_overrides, config_hash
+from bench import train as bench_train
+from bench.cli import main as cli
+from envs import bandit, datasets
+
+BANDIT = "jaxrl/bandit/multimodal-v0"
+# Tiny budgets: 4 updates in 2 evaluation periods, narrow networks, 2 episodes per evaluation.
+TINY = {"steps": "4", "eval_every": "2", "eval_episodes": "2", "batch_size": "32"}
+NARROW = {"bc": {"hidden": "32,32"}, "td3_bc": {"hidden": "32,32"}, "iql": {"hidden": "32,32"},
+          "diffusion_bc": {"hidden": "32,32"}, "diffusion_ql": {"hidden": "32,32",
+                                                                "n_candidates": "4"},
+          "idql": {"hidden": "32,32", "actor_hidden": "32,32", "n_candidates": "4"}}
+
+
+@pytest.fixture(scope="module")
+def bandit_data():
+    datasets.build("bandit-2d", "multimodal", log=lambda m: None)
+    return datasets.load(BANDIT), envs.make("bandit-2d")
+
+
+def _tiny(algo):
+    return apply_overrides(algos.get(algo).Config(), {**TINY, **NARROW[algo]})
+
+
+_TRAINS = {}
+
+
+def _train(algo, bandit_data):
+    """One Train and its jitted entry points per algorithm, shared by the tests below."""
+    if algo not in _TRAINS:
+        data, env = bandit_data
+        tr = algos.get(algo).make_train(_tiny(algo), data, env)
+        _TRAINS[algo] = (tr, jax.jit(jax.vmap(tr)), jax.jit(tr), jax.jit(tr.init),
+                         jax.jit(lambda s: tr.run(s, 1)))
+    return _TRAINS[algo]
+
+
+def _close(a, b, tol=2e-3):
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        np.testing.assert_allclose(np.asarray(x, np.float64), np.asarray(y, np.float64),
+                                   rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("algo", algos.ALGOS)
+def test_vmapped_seeds_are_finite_and_each_equals_the_seed_alone(algo, bandit_data):
+    tr, vtrain, train1, _, _ = _train(algo, bandit_data)
+    keys = bench_train.seed_keys(2)
+    state, metrics = vtrain(keys)
+    assert metrics["score"].shape == (2, tr.periods) == (2, 2)
+    np.testing.assert_array_equal(metrics["step"][0], [2, 4])
+    for k, v in metrics.items():
+        assert np.isfinite(np.asarray(v)).all(), (algo, k)
+    loss_keys = [k for k in metrics if k.endswith("_loss")]
+    assert loss_keys, metrics.keys()
+    # seed 1 run alone (its own key, nothing beside it) gives the same run
+    alone_state, alone_metrics = train1(keys[1])
+    _close({k: v[1] for k, v in metrics.items()}, alone_metrics)
+    _close(jax.tree_util.tree_map(lambda x: x[1], state.algo), alone_state.algo)
+
+
+@pytest.mark.parametrize("algo", algos.ALGOS)
+def test_save_restore_continue_equals_an_uninterrupted_run(algo, bandit_data, tmp_path):
+    tr, _, train1, init, run1 = _train(algo, bandit_data)
+    key = jax.random.PRNGKey(3)
+    full_state, full_metrics = train1(key)
+    state, first = run1(init(key))
+    checkpoint.save(tmp_path / "ckpt", 1, state)
+    template = init(jax.random.PRNGKey(99))  # same structure, other numbers
+    step, restored = checkpoint.restore(tmp_path / "ckpt", template)
+    assert step == 1 and int(restored.period) == 1
+    state, second = run1(restored)
+    _close(full_state, state, tol=1e-5)
+    for k in full_metrics:
+        np.testing.assert_allclose(full_metrics[k], np.concatenate([first[k], second[k]]),
+                                   rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("algo", algos.ALGOS)
+def test_act_returns_actions_inside_the_env_bounds(algo, bandit_data):
+    tr, _, _, init, _ = _train(algo, bandit_data)
+    state = init(jax.random.PRNGKey(0))
+    act = algos.get(algo).make_act(tr.config)
+    a = jax.jit(jax.vmap(lambda k: act(state.algo, jnp.zeros(1), k)))(
+        jax.random.split(jax.random.PRNGKey(1), 64))
+    assert a.shape == (64, 2)
+    assert float(jnp.abs(a).max()) <= 1.0
+
+
+def test_overrides_parse_types_and_reject_unknown_or_ill_typed_fields():
+    from algos import diffusion_ql
+
+    cfg = apply_overrides(diffusion_ql.Config(), {"eta": "0.5", "max_q_backup": "true",
+                                                  "hidden": "64,64", "steps": "1e3",
+                                                  "eval_every": "500"})
+    assert (cfg.eta, cfg.max_q_backup, cfg.hidden, cfg.steps) == (0.5, True, (64, 64), 1000)
+    assert config_hash(cfg) != config_hash(diffusion_ql.Config())
+    with pytest.raises(ConfigError, match="unknown config field 'etaa'.*valid fields: steps"):
+        apply_overrides(cfg, {"etaa": "1"})
+    with pytest.raises(ConfigError, match="eta=abc: expected float"):
+        apply_overrides(cfg, {"eta": "abc"})
+    with pytest.raises(ConfigError, match="multiple of eval_every"):
+        apply_overrides(cfg, {"steps": "1200"})
+    with pytest.raises(ConfigError, match="selection must be"):
+        apply_overrides(cfg, {"selection": "max"})
+
+
+def test_cli_train_bad_input_is_one_line(capsys):
+    for argv, expect in [
+        (["train", "--algo", "dqn", "--dataset", BANDIT], "unknown algorithm 'dqn'"),
+        (["train", "--algo", "bc", "--dataset", BANDIT, "--set", "lr=fast"],
+         "--set lr=fast: expected float"),
+        (["train", "--algo", "bc", "--dataset", BANDIT, "--set", "foo=1"],
+         "unknown config field 'foo'"),
+        (["train", "--algo", "bc", "--dataset", "jaxrl/nope/x-v0"], "unknown dataset id"),
+    ]:
+        assert cli(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and expect in err, err
+
+
+def test_cli_train_writes_per_seed_rows_and_an_interrupted_run_resumes(bandit_data, tmp_path,
+                                                                       monkeypatch):
+    monkeypatch.setattr(bench_train, "CHECKPOINTS", tmp_path / "ckpt")
+    sets = {"eval_every": "3", "eval_episodes": "2", "hidden": "32,32", "batch_size": "32"}
+    kw = dict(steps=9, overrides=sets, checkpoints=tmp_path / "ckpt", log=lambda m: None)
+    full = bench_train.run("bc", BANDIT, 2, out=tmp_path / "a", **kw)
+
+    calls = []
+
+    def killer(msg):  # interrupt right after the second evaluation period's checkpoint
+        calls.append(msg)
+        if msg.strip().startswith("step") and msg.strip().split()[1].startswith("6/"):
+            raise KeyboardInterrupt
+
+    kw["checkpoints"] = tmp_path / "ckpt2"
+    with pytest.raises(KeyboardInterrupt):
+        bench_train.run("bc", BANDIT, 2, out=tmp_path / "b", **{**kw, "log": killer})
+    assert not (tmp_path / "b").exists()  # no results file until the run is complete
+    resumed_log = []
+    resumed = bench_train.run("bc", BANDIT, 2, out=tmp_path / "b",
+                              **{**kw, "log": resumed_log.append})
+    assert any("resumed" in m and "step 6" in m for m in resumed_log), resumed_log
+    assert [r["score"] for r in resumed["rows"]] == pytest.approx(
+        [r["score"] for r in full["rows"]], abs=1e-4)
+
+    written = json.loads(next((tmp_path / "a").rglob("*.json")).read_text())
+    assert written["seeds"] == 2 and written["config"]["hidden"] == [32, 32]
+    assert len(written["rows"]) == 2 * 3
+    row = written["rows"][-1]
+    assert set(row) >= {"algo", "dataset", "seed", "config_hash", "step", "score", "wall_s",
+                        "compile_s"}
+    assert (row["algo"], row["dataset"], row["step"]) == ("bc", BANDIT, 9)
+    assert written["versions"]["jax"] and written["hardware"]["cores"] >= 1
+    # a rerun finds the finished cell and does nothing
+    again = []
+    bench_train.run("bc", BANDIT, 2, out=tmp_path / "a", **{**kw, "log": again.append})
+    assert any("nothing to do" in m for m in again)
+
+
+def test_bandit_dataset_env_and_coverage_metric(bandit_data):
+    data, env = bandit_data
+    acts = data.transitions["action"]
+    assert acts.shape == (4000, 2) and data.transitions["terminated"].all()
+    cov = bandit.mode_coverage(acts)
+    # 4 equal Gaussian modes, std 0.08, radius 0.25: P(r <= 0.25) = 1 - exp(-0.25^2/(2 0.08^2))
+    assert cov["in_mode"] == pytest.approx(1 - np.exp(-0.25 ** 2 / (2 * 0.08 ** 2)), abs=0.005)
+    assert cov["modes_covered"] == 4
+    assert all(abs(f - 0.25) < 0.03 for f in cov["per_mode"])
+    np.testing.assert_allclose(data.transitions["reward"], bandit.reward(acts))
+    # the averaged action (what a Gaussian fit's mean lands on) earns nothing
+    assert float(bandit.reward(jnp.asarray(acts).mean(0))) == 0.0
+    # the random reference is exact: a Monte Carlo estimate agrees
+    u = jax.random.uniform(jax.random.PRNGKey(0), (400_000, 2), minval=-1, maxval=1)
+    assert float(bandit.reward(u).mean()) == pytest.approx(bandit.RANDOM_RETURN, rel=0.02)
