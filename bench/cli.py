@@ -4,8 +4,9 @@
     python -m bench data build --env ENV_ID --quality LEVEL [--seed S] [--transitions N]
     python -m bench data build --tier quick
     python -m bench data list
-    python -m bench speed diffusion [--quick] [--out DIR]
+    python -m bench speed {diffusion,policies} [--quick] [--out DIR]
     python -m bench bandit [--seeds N] [--steps S]
+    python -m bench table
     python -m bench train --algo ALGO --dataset DATASET_ID --seeds N [--steps S] [--set k=v ...]
 
 Bad input (unknown env, level, dataset, tier, algorithm or config field) prints one line naming the problem and what
@@ -85,12 +86,17 @@ def cmd_speed(args):
     from bench import speed, sysinfo
 
     out = Path(args.out)
-    rows, peaks, notes = speed.run_diffusion(
-        quick=args.quick, max_seed_seconds=args.max_seed_seconds,
-        log=lambda m: print(m, file=sys.stderr, flush=True))
+    if args.what == "policies":
+        from bench import speed_policies as module
+
+        measure, report = module.run_policies, module.markdown
+    else:
+        measure, report = speed.run_diffusion, speed.markdown
+    rows, peaks, notes = measure(quick=args.quick, max_seed_seconds=args.max_seed_seconds,
+                                 log=lambda m: print(m, file=sys.stderr, flush=True))
     hw, vers = sysinfo.hardware_line(), sysinfo.versions()
     command = "python -m bench " + " ".join(shlex.quote(a) for a in args.argv)
-    md = speed.markdown(rows, peaks, notes, hw, vers, command)
+    md = report(rows, peaks, notes, hw, vers, command)
     sysinfo.atomic_write_text(out / f"{args.what}.md", md)
     sysinfo.atomic_write_text(out / f"{args.what}.csv", speed.csv_text(rows, peaks, hw, vers))
     print(md)
@@ -117,6 +123,21 @@ def cmd_bandit(args):
     print(f"(written to {Path(args.out) / 'bandit.md'}, bandit.csv and figures/)")
 
 
+def cmd_table(args):
+    from bench import runs_table, sysinfo
+
+    rows = runs_table.summarise(runs_table.load_runs(Path(args.runs)))
+    if not rows:
+        raise UserError(f"no finished runs in {args.runs}; train some with `python -m bench "
+                        "train --algo ALGO --dataset DATASET_ID`")
+    out = Path(args.out)
+    md = runs_table.markdown(rows)
+    sysinfo.atomic_write_text(out / "policies.md", md)
+    sysinfo.atomic_write_text(out / "policies.csv", runs_table.csv_text(rows))
+    print(md)
+    print(f"(written to {out / 'policies.md'} and .csv)")
+
+
 def parser():
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -138,7 +159,7 @@ def parser():
     ls = d.add_parser("list", help="local datasets with size and behaviour score")
     ls.set_defaults(fn=cmd_data_list)
     sp = sub.add_parser("speed", help="throughput benchmarks (compile cache off)")
-    sp.add_argument("what", choices=["diffusion"])
+    sp.add_argument("what", choices=["diffusion", "policies"])
     sp.add_argument("--quick", action="store_true", help="tiny sizes: checks the harness only")
     sp.add_argument("--out", default=str(RESULTS / "speed"), help="folder for the .md and .csv")
     sp.add_argument("--max-seed-seconds", type=float, default=60.0,
@@ -164,6 +185,10 @@ def parser():
     bd.add_argument("--out", default=str(RESULTS), help="results folder")
     bd.add_argument("--force", action="store_true", help="retrain every method")
     bd.set_defaults(fn=cmd_bandit)
+    tb = sub.add_parser("table", help="rebuild the score tables from the results files")
+    tb.add_argument("--runs", default=str(RESULTS / "runs"))
+    tb.add_argument("--out", default=str(RESULTS))
+    tb.set_defaults(fn=cmd_table)
     return p
 
 

@@ -303,20 +303,24 @@ COLUMNS = [("workload", lambda r: r["workload"]), ("case", lambda r: r["case"]),
            ("% of peak", num("pct_peak", ".0f")), ("vmap speed-up", num("speedup", ".2f", "x"))]
 
 
-def markdown(rows, peaks, notes, hw_line, versions, command) -> str:
-    lines = ["# Diffusion core speed", "",
+EXPLANATION = (
+    "A train step is one denoiser update (loss, gradient, Adam) on one batch; throughput "
+    "counts seed-steps (8 seeds vmapped do 8 per call). Sampler throughput counts samples "
+    "(batch x seeds per call). Compile time is a cold XLA compile; ms/call is the median "
+    "after a warm-up call. GFLOP/s from XLA's cost analysis (samplers: one denoiser call "
+    "x calls per sample). vmap speed-up = time of 8 seeds one after another / time of 8 "
+    "seeds in one vmapped program.")
+
+
+def markdown(rows, peaks, notes, hw_line, versions, command, title="Diffusion core speed",
+             explanation=EXPLANATION) -> str:
+    lines = [f"# {title}", "",
              f"`{command}` on {hw_line}.",
              f"Versions: {', '.join(f'{k} {v}' for k, v in versions.items())}.",
              f"float32 matmul peak measured in the same run: **{max(peaks):,.1f} GFLOP/s** "
              f"(best square `jnp.dot`; {peaks[0]:,.1f} before the workloads, {peaks[1]:,.1f} "
              "after). A workload can exceed 100% where its matmuls suit the CPU better than "
-             "square ones.", "",
-             "A train step is one denoiser update (loss, gradient, Adam) on one batch; throughput "
-             "counts seed-steps (8 seeds vmapped do 8 per call). Sampler throughput counts samples "
-             "(batch x seeds per call). Compile time is a cold XLA compile; ms/call is the median "
-             "after a warm-up call. GFLOP/s from XLA's cost analysis (samplers: one denoiser call "
-             "x calls per sample). vmap speed-up = time of 8 seeds one after another / time of 8 "
-             "seeds in one vmapped program.", "", markdown_table(rows, COLUMNS)]
+             "square ones.", "", explanation, "", markdown_table(rows, COLUMNS)]
     sizes = {}
     for r in rows:
         sizes.setdefault(r["workload"], r["size"])

@@ -1,0 +1,84 @@
+"""`python -m bench table`: score tables rebuilt from the results files alone.
+
+Reads every `results/runs/<algo>/<dataset>/<config hash>.json` that `bench train` wrote and
+writes `results/policies.md` and `.csv`: per dataset and algorithm, the mean and standard
+deviation across seeds of the final normalised score, the seed count and the budget. A
+diverged seed (NaN score) is counted and shown, never averaged. When one (algo, dataset) has
+several configs, each is its own row, named by its hash.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+from typing import List
+
+import numpy as np
+
+from bench.tables import markdown_table
+
+ALGO_ORDER = ("bc", "td3_bc", "iql", "diffusion_bc", "diffusion_ql", "idql")
+
+
+def load_runs(root: Path) -> List[dict]:
+    runs = []
+    for path in sorted(Path(root).rglob("*.json")):
+        run = json.loads(path.read_text())
+        if run.get("complete"):
+            run["_path"] = str(path)
+            runs.append(run)
+    return runs
+
+
+def summarise(runs: List[dict]) -> List[dict]:
+    rows = []
+    for run in runs:
+        scores = np.array([f["score"] for f in run["final"]], float)
+        ok = scores[np.isfinite(scores)]
+        rows.append({
+            "dataset": run["dataset"], "algo": run["algo"], "config_hash": run["config_hash"],
+            "seeds": len(scores), "diverged": int(len(scores) - len(ok)),
+            "mean": float(ok.mean()) if len(ok) else math.nan,
+            "std": float(ok.std()) if len(ok) else math.nan,
+            "steps": run["steps"], "eval_episodes": run["eval_episodes"],
+            "wall_s": run["wall_s"], "compile_s": run["compile_s"],
+            "hardware": run["hardware"].get("cpu", ""), "cores": run["hardware"].get("cores")})
+    order = {a: i for i, a in enumerate(ALGO_ORDER)}
+    rows.sort(key=lambda r: (r["dataset"], order.get(r["algo"], 99), r["config_hash"]))
+    return rows
+
+
+def _score(r) -> str:
+    text = "-" if math.isnan(r["mean"]) else f"{r['mean']:.1f} ± {r['std']:.1f}"
+    return text + (f" ({r['diverged']} diverged)" if r["diverged"] else "")
+
+
+COLUMNS = [("dataset", lambda r: r["dataset"]), ("algorithm", lambda r: r["algo"]),
+           ("config", lambda r: r["config_hash"]), ("normalised score", _score),
+           ("seeds", lambda r: str(r["seeds"])), ("steps", lambda r: f"{r['steps']:,d}"),
+           ("eval episodes", lambda r: str(r["eval_episodes"])),
+           ("run s", lambda r: f"{r['wall_s']:.0f}"),
+           ("compile s", lambda r: f"{r['compile_s']:.0f}")]
+
+
+def markdown(rows, exclude_prefix=("jaxrl/bandit/",)) -> str:
+    rows = [r for r in rows if not r["dataset"].startswith(tuple(exclude_prefix))]
+    hw = sorted({f"{r['hardware']}, {r['cores']} cores" for r in rows})
+    return "\n".join([
+        "# Offline policies: normalised scores", "",
+        "Built by `python -m bench table` from the results files in `results/runs/` "
+        f"(hardware: {'; '.join(hw) or '-'}). Final normalised score (last evaluation, never "
+        "the best), mean ± std across seeds, each seed trained from `PRNGKey(seed)`; all seeds "
+        "of a cell ran in one vmapped program. 'run s' is the wall time of the whole cell "
+        "(all seeds, evaluations included), 'compile s' its compile time. The full configs "
+        "are in the results files (by config hash).", "",
+        markdown_table(rows, COLUMNS), ""])
+
+
+def csv_text(rows) -> str:
+    import pandas as pd
+
+    buf = io.StringIO()
+    pd.DataFrame(rows).to_csv(buf, index=False, float_format="%.6g")
+    return buf.getvalue()
