@@ -8,14 +8,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Tuple
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
 
-from algos.common import BaseConfig, ConfigError, Normalizer, adam, make_offline_train, prepare
+from algos.common import BaseConfig, ConfigError, adam, make_offline_train, prepare
 from algos.diffusion_policy import DiffusionActor, select
-from algos.iql import CriticState, iql_critic
+from algos.iql import State, iql_critic, make_init
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,14 +36,6 @@ class Config(BaseConfig):
         if self.selection not in ("expectile", "argmax", "softmax"):
             raise ConfigError("selection must be 'expectile', 'argmax' or 'softmax', "
                               f"got {self.selection!r}")
-
-
-@flax.struct.dataclass
-class State:
-    critic: CriticState
-    actor: dict
-    actor_opt: optax.OptState
-    norm: Normalizer
 
 
 def _actor(config, act_dim):
@@ -78,12 +69,7 @@ def make_train(config: Config, dataset, env):
     critic = iql_critic(config)
     actor = _actor(config, env.act_dim)
     actor_tx = adam(config.actor_lr, config.steps, cosine=config.lr_decay)
-
-    def init(key):
-        kc, ka = jax.random.split(key)
-        a_params = actor.init(ka, data.obs[:1])
-        return State(critic.init(kc, data.obs[:1], data.action[:1]), a_params,
-                     actor_tx.init(a_params), data.norm)
+    init = make_init(critic, actor, actor_tx, data)
 
     def update(s: State, key):
         k_batch, k_bc = jax.random.split(key)

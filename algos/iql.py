@@ -124,17 +124,24 @@ def make_act(config: Config):
     return act
 
 
-def make_train(config: Config, dataset, env):
-    data = prepare(dataset, env, config)
-    critic = iql_critic(config)
-    actor = _actor(config, env.act_dim)
-    actor_tx = adam(config.actor_lr, config.steps, cosine=config.cosine_lr)
-
+def make_init(critic: IQLCritic, actor, actor_tx, data):
+    """`init(key) -> State` for an IQL critic beside any actor with `init(key, obs)` (IQL's
+    Gaussian, IDQL's diffusion policy)."""
     def init(key):
         kc, ka = jax.random.split(key)
         a_params = actor.init(ka, data.obs[:1])
         return State(critic.init(kc, data.obs[:1], data.action[:1]), a_params,
                      actor_tx.init(a_params), data.norm)
+
+    return init
+
+
+def make_train(config: Config, dataset, env):
+    data = prepare(dataset, env, config)
+    critic = iql_critic(config)
+    actor = _actor(config, env.act_dim)
+    actor_tx = adam(config.actor_lr, config.steps, cosine=config.cosine_lr)
+    init = make_init(critic, actor, actor_tx, data)
 
     def update(s: State, key):
         b = data.sample(key, config.batch_size)

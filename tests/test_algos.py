@@ -223,7 +223,7 @@ def test_diffusion_bc_covers_every_mode_where_gaussian_bc_covers_none(bandit_dat
 
 
 def test_speed_policies_quick_and_table_from_results(tmp_path, capsys):
-    from bench import runs_table, speed_policies
+    from bench import speed_policies
 
     rows, peaks, notes = speed_policies.run_policies(quick=True, log=lambda m: None)
     labels = {r["workload"] for r in rows}
