@@ -240,13 +240,10 @@ class Train:
         cfg = self.config
         evaluate = make_evaluate(self.act, self.env, cfg.eval_episodes, stateful=True)
 
-        def one_update(algo, key):
-            return self.update(algo, key)
-
         def period(state: TrainState, _):
             key = jax.random.fold_in(state.key, state.period)
             k_upd, k_eval = jax.random.split(key)
-            algo, metrics = jax.lax.scan(one_update, state.algo,
+            algo, metrics = jax.lax.scan(self.update, state.algo,
                                          jax.random.split(k_upd, cfg.eval_every))
             metrics = jax.tree_util.tree_map(lambda m: m.mean(0), metrics)
             returns, _ = evaluate(algo, k_eval)

@@ -60,12 +60,19 @@ class IQLCritic:
     def v_net(self):
         return ValueNet(hidden=self.hidden, activation="relu")
 
+    @property
+    def q_tx(self):
+        return adam(self.critic_lr, self.steps)
+
+    @property
+    def v_tx(self):
+        return adam(self.value_lr, self.steps)
+
     def init(self, key, obs, action) -> CriticState:
         kq, kv = jax.random.split(key)
         q = self.q_net.init(kq, obs, action)
         v = self.v_net.init(kv, obs)
-        return CriticState(q, q, v, adam(self.critic_lr, self.steps).init(q),
-                           adam(self.value_lr, self.steps).init(v))
+        return CriticState(q, q, v, self.q_tx.init(q), self.v_tx.init(v))
 
     def q_target(self, s: CriticState, obs, action):
         return self.q_net.apply(s.critic_target, obs, action).min(0)
@@ -74,7 +81,6 @@ class IQLCritic:
         return self.v_net.apply(s.value, obs)
 
     def update(self, s: CriticState, b):
-        q_tx, v_tx = adam(self.critic_lr, self.steps), adam(self.value_lr, self.steps)
         target_q = self.q_target(s, b["obs"], b["action"])
 
         def value_loss(params):
@@ -82,7 +88,7 @@ class IQLCritic:
                                   self.expectile).mean()
 
         v_loss, v_grads = jax.value_and_grad(value_loss)(s.value)
-        v_upd, value_opt = v_tx.update(v_grads, s.value_opt, s.value)
+        v_upd, value_opt = self.v_tx.update(v_grads, s.value_opt, s.value)
         value = optax.apply_updates(s.value, v_upd)
         y = b["reward"] + self.discount * (1.0 - b["done"]) * self.v_net.apply(value,
                                                                               b["next_obs"])
@@ -91,7 +97,7 @@ class IQLCritic:
             return ((self.q_net.apply(params, b["obs"], b["action"]) - y) ** 2).mean(1).sum()
 
         q_loss, q_grads = jax.value_and_grad(critic_loss)(s.critic)
-        q_upd, critic_opt = q_tx.update(q_grads, s.critic_opt, s.critic)
+        q_upd, critic_opt = self.q_tx.update(q_grads, s.critic_opt, s.critic)
         critic = optax.apply_updates(s.critic, q_upd)
         new = CriticState(critic, soft_update(s.critic_target, critic, self.tau), value,
                           critic_opt, value_opt)

@@ -54,7 +54,8 @@ def _trains(quick: bool, log):
 
 def run_policies(quick=False, log=print, max_seed_seconds=60.0):
     """Rows in the format of `bench.speed` (same table and csv writers)."""
-    peak = speed.matmul_peak((256,) if quick else (1024, 2048, 4096))
+    sizes = (256,) if quick else (1024, 2048, 4096)
+    peak = speed.matmul_peak(sizes)
     log(f"float32 matmul peak: {peak:,.1f} GFLOP/s")
     trains, env = _trains(quick, log)
     k = 2 if quick else STEPS_PER_CALL
@@ -78,7 +79,7 @@ def run_policies(quick=False, log=print, max_seed_seconds=60.0):
         if label not in EVAL_CASES:
             continue
         rows += _eval_rows(label, algo, cfg, tr, env, 2 if quick else EPISODES, peak, log)
-    return rows, (peak, speed.matmul_peak((256,) if quick else (1024, 2048, 4096))), notes
+    return rows, (peak, speed.matmul_peak(sizes)), notes
 
 
 def _nets(cfg) -> str:
