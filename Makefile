@@ -24,9 +24,10 @@ test: setup
 test-slow: setup
 	$(PY) -m pytest -q -m slow
 
+# Runs the tier's sweep (bench/sweeps/$(TIER).toml): builds missing datasets, skips finished
+# cells, resumes interrupted ones from their checkpoints, then writes results/leaderboard.md.
 bench: setup
-	$(PY) -m bench data build --tier $(TIER)
-	$(PY) -m bench data list
+	$(PY) -m bench sweep $(TIER)
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache *.egg-info

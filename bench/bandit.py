@@ -10,40 +10,24 @@ and `results/figures/bandit_actions.png` (actions of seed 0 of every method over
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import algos
-from bench import sysinfo, train
+from bench import sweep, sysinfo, train
 from bench.tables import markdown_table, num
 
 DATASET = "jaxrl/bandit/multimodal-v0"
 SAMPLES = 1000
-# Diffusion settings on the bandit. With T=5 (the locomotion default) even the *exact*
-# denoiser of this mixture puts only 36% of 5-step DDPM samples within RADIUS of a mode
-# (T=10: 81%, T=20: 97%, T=50: 99.9%; see tests/test_algos.py), so the test bed uses T=20 and
-# shows Diffusion-BC at T=5 beside it. The modes are narrow (std 0.08): with the default
-# 3e-4 cosine-decayed rate, 3000 steps leave the denoiser short of them (Diffusion-BC at
-# T=20: 21% in a mode after 1500 steps), so the diffusion actors train at a constant 1e-3
-# here (86% after 3000 steps, one seed). The Gaussian baselines keep their defaults: their
-# fit is the likelihood optimum, which more training does not move off the mean.
-DIFF = {"T": "20", "lr_decay": "false"}
-# (label, algorithm, overrides): BC is shown twice, acting with its mean and with samples.
-METHODS = [
-    ("BC (Gaussian, mean)", "bc", {}),
-    ("BC (Gaussian, sampled)", "bc", {"eval_sample": "true"}),
-    ("TD3+BC", "td3_bc", {}),
-    ("IQL", "iql", {}),
-    ("Diffusion-BC, T=5", "diffusion_bc", {}),
-    ("Diffusion-BC", "diffusion_bc", {**DIFF, "lr": "1e-3"}),
-    ("Diffusion-QL", "diffusion_ql", {**DIFF, "actor_lr": "1e-3"}),
-    ("IDQL", "idql", {**DIFF, "actor_lr": "1e-3"}),
-]
+# The methods and their settings (why the diffusion actors use T=20 and a constant 1e-3 here)
+# are declared in bench/sweeps/bandit.toml, which the quick tier includes.
+SWEEP = "bandit"
 
 
 def sample_actions(algo: str, config, state, seeds: int, n: int = SAMPLES, seed: int = 0):
@@ -55,28 +39,43 @@ def sample_actions(algo: str, config, state, seeds: int, n: int = SAMPLES, seed:
     return np.asarray(jax.jit(per_seed)(state.algo, keys))
 
 
-def run(seeds: int = 5, steps: int = 3000, out: Path = train.ROOT / "results",
-        runs: Path = train.RUNS, force: bool = False, log: Callable[[str], None] = print,
-        methods=METHODS):
+def cells(seeds: Optional[int] = None, steps: Optional[int] = None):
+    """The bandit sweep's cells; `seeds`/`steps` replace the file's (one evaluation, at the end)."""
+    out = []
+    for c in sweep.load(SWEEP).cells:
+        sets = c.sets
+        if steps is not None:
+            sets["eval_every"] = str(steps)
+        out.append(dataclasses.replace(c, seeds=seeds or c.seeds, steps=steps or c.steps,
+                                       overrides=tuple(sets.items())))
+    return out
+
+
+def run(seeds: Optional[int] = None, steps: Optional[int] = None,
+        out: Path = train.ROOT / "results", runs: Path = train.RUNS, force: bool = False,
+        log: Callable[[str], None] = print):
     from envs import bandit, datasets
 
     datasets.build("bandit-2d", "multimodal", log=log)
     rows, shown = [], {}
-    for label, algo, overrides in methods:
-        sets = {"eval_every": str(steps), "eval_episodes": "100", **overrides}
-        result, state = train.run(algo, DATASET, seeds, steps=steps, overrides=sets,
+    todo = cells(seeds, steps)
+    for c in todo:
+        result, state = train.run(c.algo, c.dataset, c.seeds, steps=c.steps, overrides=c.sets,
                                   out=runs, force=force, log=log, return_state=True)
-        config = train.make_config(algo, steps, sets)
-        actions = sample_actions(algo, config, state, seeds)
-        shown[label] = actions[0]
-        for s in range(seeds):
+        config = c.config()
+        actions = sample_actions(c.algo, config, state, c.seeds)
+        shown[c.label] = actions[0]
+        for s in range(c.seeds):
             cov = bandit.mode_coverage(actions[s])
-            rows.append({"method": label, "algo": algo, "seed": s,
-                         "config_hash": result["config_hash"], "steps": steps,
+            rows.append({"method": c.label, "algo": c.algo, "seed": s,
+                         "config_hash": result["config_hash"], "steps": config.steps,
+                         "settings": " ".join(f"{k}={v}" for k, v in c.overrides
+                                              if k not in ("eval_every", "eval_episodes")),
                          "in_mode": cov["in_mode"], "modes_covered": cov["modes_covered"],
                          **{f"mode_{i}": f for i, f in enumerate(cov["per_mode"])},
                          "reward": cov["reward"],
                          "eval_score": result["final"][s]["score"]})
+    seeds, steps = todo[0].seeds, todo[0].config().steps
     data = datasets.load(DATASET).transitions["action"]
     hw, vers = sysinfo.hardware_line(), sysinfo.versions()
     out = Path(out)
@@ -87,11 +86,11 @@ def run(seeds: int = 5, steps: int = 3000, out: Path = train.ROOT / "results",
 
 
 def summary(rows):
-    """Mean and std over seeds of each metric, per method, in the order of METHODS."""
+    """Mean and std over seeds of each metric, per method, in the sweep's order."""
     out = []
     for label in dict.fromkeys(r["method"] for r in rows):
         rs = [r for r in rows if r["method"] == label]
-        row = {"method": label, "seeds": len(rs)}
+        row = {"method": label, "seeds": len(rs), "settings": rs[0]["settings"]}
         for k in ("in_mode", "modes_covered", "reward", "mode_0", "mode_1", "mode_2", "mode_3",
                   "eval_score"):
             v = np.array([r[k] for r in rs], float)
@@ -104,7 +103,8 @@ def markdown(rows, seeds, steps, hw, vers) -> str:
     from envs import bandit
 
     pm = lambda k, fmt: (lambda r: f"{r[k]:{fmt}} ± {r[k + '_std']:{fmt}}")  # noqa: E731
-    cols = [("method", lambda r: r["method"]), ("seeds", lambda r: str(r["seeds"])),
+    cols = [("method", lambda r: r["method"]), ("settings", lambda r: r["settings"] or "-"),
+            ("seeds", lambda r: str(r["seeds"])),
             ("in a mode", pm("in_mode", ".2f")), ("modes covered", pm("modes_covered", ".1f")),
             *[(f"mode {i} (r={bandit.REWARDS[i]:g})", num(f"mode_{i}", ".2f")) for i in range(4)],
             ("reward", pm("reward", ".2f")), ("normalised score", pm("eval_score", ".1f"))]
@@ -119,7 +119,8 @@ def markdown(rows, seeds, steps, hw, vers) -> str:
         f"Dataset `{DATASET}`: {len(bandit.CENTERS)} modes at ±0.7 on each axis, std "
         f"{bandit.MODE_STD}, equal weights; rewards {', '.join(f'{r:g}' for r in bandit.REWARDS)}"
         f" within {bandit.RADIUS} of a centre, else 0. Every method: {steps} gradient steps, "
-        f"batch 256, its default networks and hyperparameters; {SAMPLES} actions per seed from "
+        "batch 256, its default networks and hyperparameters but for the 'settings' shown "
+        f"(why: `bench/sweeps/{SWEEP}.toml`); {SAMPLES} actions per seed from "
         "its acting rule (what evaluation uses). 'modes covered': modes holding >= 5% of the "
         "actions; 'mode k': share of actions within the radius of mode k; 'normalised score': "
         f"100 episodes of evaluation (random actions 0, best mode 100). Mean ± std over seeds.",

@@ -6,7 +6,8 @@
     python -m bench data list
     python -m bench speed {diffusion,policies} [--quick] [--out DIR]
     python -m bench bandit [--seeds N] [--steps S]
-    python -m bench table
+    python -m bench sweep [NAME|FILE.toml] [--force]
+    python -m bench table [--sweep NAME]
     python -m bench train --algo ALGO --dataset DATASET_ID --seeds N [--steps S] [--set k=v ...]
 
 Bad input (unknown env, level, dataset, tier, algorithm or config field) prints one line naming the problem and what
@@ -123,19 +124,33 @@ def cmd_bandit(args):
     print(f"(written to {Path(args.out) / 'bandit.md'}, bandit.csv and figures/)")
 
 
-def cmd_table(args):
-    from bench import runs_table, sysinfo
+def cmd_sweep(args):
+    from bench import sweep
 
-    rows = runs_table.summarise(runs_table.load_runs(Path(args.runs)))
-    if not rows:
-        raise UserError(f"no finished runs in {args.runs}; train some with `python -m bench "
-                        "train --algo ALGO --dataset DATASET_ID`")
+    sw = sweep.load(args.sweep)  # checked whole before anything runs
+    sweep.run(sw, runs=Path(args.runs), force=args.force, log=lambda m: print(m, flush=True))
+    _tables(args, sw)
+
+
+def _tables(args, sw):
+    """The sweep's leaderboard and throughput tables, and the table of every run."""
+    from bench import leaderboard, runs_table, sysinfo
+
     out = Path(args.out)
-    md = runs_table.markdown(rows)
-    sysinfo.atomic_write_text(out / "policies.md", md)
-    sysinfo.atomic_write_text(out / "policies.csv", runs_table.csv_text(rows))
+    md, written = leaderboard.write(sw, Path(args.runs), out)
+    rows = runs_table.summarise(runs_table.load_runs(Path(args.runs)))
+    if rows:
+        written += [out / "policies.md", out / "policies.csv"]
+        sysinfo.atomic_write_text(written[-2], runs_table.markdown(rows))
+        sysinfo.atomic_write_text(written[-1], runs_table.csv_text(rows))
     print(md)
-    print(f"(written to {out / 'policies.md'} and .csv)")
+    print(f"(written: {', '.join(str(p) for p in written)})")
+
+
+def cmd_table(args):
+    from bench import sweep
+
+    _tables(args, sweep.load(args.sweep))
 
 
 def parser():
@@ -180,12 +195,24 @@ def parser():
     tr.set_defaults(fn=cmd_train)
     bd = sub.add_parser("bandit", help="the multi-modal bandit test bed: every method, "
                         "mode coverage and reward, figure")
-    bd.add_argument("--seeds", type=int, default=5)
-    bd.add_argument("--steps", type=int, default=3000)
+    bd.add_argument("--seeds", type=int, default=None,
+                    help="seeds per method (default: bench/sweeps/bandit.toml's)")
+    bd.add_argument("--steps", type=int, default=None,
+                    help="gradient steps per method (default: bench/sweeps/bandit.toml's)")
     bd.add_argument("--out", default=str(RESULTS), help="results folder")
     bd.add_argument("--force", action="store_true", help="retrain every method")
     bd.set_defaults(fn=cmd_bandit)
-    tb = sub.add_parser("table", help="rebuild the score tables from the results files")
+    sw = sub.add_parser("sweep", help="run a sweep's cells (skipping finished ones, resuming "
+                        "interrupted ones), then write its leaderboard")
+    sw.add_argument("sweep", nargs="?", default="quick",
+                    help="a name under bench/sweeps/ (quick, full, policies, bandit) or a .toml")
+    sw.add_argument("--runs", default=str(RESULTS / "runs"), help="folder of results files")
+    sw.add_argument("--out", default=str(RESULTS), help="folder for the tables")
+    sw.add_argument("--force", action="store_true", help="retrain every cell")
+    sw.set_defaults(fn=cmd_sweep)
+    tb = sub.add_parser("table", help="rebuild a sweep's leaderboard and the table of every "
+                        "run from the results files alone")
+    tb.add_argument("--sweep", default="quick", help="which sweep's leaderboard")
     tb.add_argument("--runs", default=str(RESULTS / "runs"))
     tb.add_argument("--out", default=str(RESULTS))
     tb.set_defaults(fn=cmd_table)

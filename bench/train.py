@@ -74,6 +74,28 @@ def _rows(algo, dataset_id, chash, metrics, periods_done, wall, compile_s):
     return rows
 
 
+def existing(path: Path, seeds: int, config, force: bool = False) -> Optional[dict]:
+    """The finished results at `path` if they are this cell's, None if there are none (or
+    `force`). A file written by another results schema, config or seed count is a one-line
+    error: nothing written is replaced silently."""
+    if force or not path.exists():
+        return None
+    fix = "move it away to keep it, or rerun with --force to replace it"
+    try:
+        prev = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise ConfigError(f"{path} is not a valid results file; {fix}") from None
+    if prev.get("schema") != SCHEMA:
+        raise ConfigError(f"{path} was written by results schema {prev.get('schema')} (this "
+                          f"code writes {SCHEMA}); {fix}")
+    if prev.get("config") != json.loads(json.dumps(config_dict(config))):
+        raise ConfigError(f"{path} holds a different config under the same name; {fix}")
+    if prev.get("seeds") != seeds:
+        raise ConfigError(f"{path} has {prev.get('seeds')} seeds where this run asks for "
+                          f"{seeds}; {fix}")
+    return prev if prev.get("complete") else None
+
+
 def run(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None,
         overrides: Optional[dict] = None, out: Path = RUNS, checkpoints: Path = CHECKPOINTS,
         command: str = "", force: bool = False, log: Callable[[str], None] = print,
@@ -89,14 +111,10 @@ def run(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None,
     chash = config_hash(config)
     name = cell_name(algo, dataset_id, config)
     path = Path(out) / f"{name}.json"
-    previous = None
-    if path.exists() and not force:
-        previous = json.loads(path.read_text())
-        if not (previous.get("seeds") == seeds and previous.get("complete")):
-            previous = None
-        elif not return_state:
-            log(f"{path} exists (same config, {seeds} seeds): nothing to do; --force reruns")
-            return previous
+    previous = existing(path, seeds, config, force)
+    if previous is not None and not return_state:
+        log(f"{path} exists (same config, {seeds} seeds): nothing to do; --force reruns")
+        return previous
     dataset = datasets.load(dataset_id)
     if dataset.env_id is None:
         raise ConfigError(f"dataset {dataset_id} does not record one of our env ids, so it "

@@ -9,7 +9,6 @@ random policy and the expert datasets still land at about 0 and 100.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable, Dict, Tuple
 
 from envs.core import Env, EnvError, EnvSpec

@@ -71,7 +71,6 @@ def write(dataset_id: str, episodes: List[Dict[str, np.ndarray]], *, obs_low, ob
     import gymnasium as gym
     import minari
     from minari.data_collector import EpisodeBuffer
-    from minari.dataset.minari_storage import MinariStorage
 
     root = datasets_root()
     final = root / dataset_id

@@ -1,0 +1,206 @@
+"""The leaderboard of a sweep, computed from its results files alone.
+
+`results/leaderboard.md` and `.csv`:
+- per task (dataset) and method: mean ± std of the final normalised score across seeds, the
+  seed count, diverged seeds (counted, never averaged), the budget;
+- aggregates over tasks per method, with 95% stratified bootstrap intervals (bench.stats,
+  rliable's definitions): IQM, median, mean, optimality gap. A method enters the aggregates
+  only with results on every task of the sweep, so all aggregates cover the same tasks;
+- the probability of improvement for the pairs the sweep file names.
+`results/speed.md`: per method, seed-steps/s of whole cells (seeds x steps / wall time,
+evaluation included), compile time and hardware.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+
+from bench import stats
+from bench.sweep import Sweep
+from bench.tables import markdown_table
+
+
+def collect(sweep: Sweep, runs: Path) -> List[dict]:
+    """One row per cell of the sweep, from its results file (`status` says if it has one)."""
+    rows = []
+    for c in sweep.cells:
+        path = c.path(runs)
+        row = {"label": c.label, "algo": c.algo, "dataset": c.dataset, "seeds": c.seeds,
+               "steps": c.config().steps, "config_hash": path.stem, "file": str(path)}
+        if not path.exists():
+            rows.append({**row, "status": "not run", "scores": []})
+            continue
+        res = json.loads(path.read_text())
+        scores = [f["score"] for f in res["final"]]
+        ok = [s for s in scores if s is not None and math.isfinite(s)]
+        rows.append({
+            **row, "status": "done", "scores": ok, "diverged": len(scores) - len(ok),
+            "mean": float(np.mean(ok)) if ok else math.nan,
+            "std": float(np.std(ok)) if ok else math.nan,
+            "eval_episodes": res["eval_episodes"], "wall_s": res["wall_s"],
+            "compile_s": res["compile_s"],
+            "hardware": f"{res['hardware'].get('cpu', '')}, {res['hardware'].get('cores')} "
+                        f"cores, {res['hardware'].get('platform', '')}"})
+    return rows
+
+
+def scores_by_method(rows: List[dict], datasets: List[str]) -> Dict[str, Dict[str, np.ndarray]]:
+    """`{method: {task: finite scores}}` for the methods with results on every task."""
+    out: Dict[str, Dict[str, np.ndarray]] = {}
+    for label in dict.fromkeys(r["label"] for r in rows):
+        mine = {r["dataset"]: r for r in rows if r["label"] == label}
+        if all(ds in mine and mine[ds]["status"] == "done" and mine[ds]["scores"]
+               for ds in datasets):
+            out[label] = {ds: np.asarray(mine[ds]["scores"], float) for ds in datasets}
+    return out
+
+
+def aggregates(by_method, reps: int = stats.REPS) -> List[dict]:
+    out = []
+    for label, scores in by_method.items():
+        row = {"label": label, "tasks": len(scores), "runs": sum(len(v) for v in scores.values())}
+        for name, f in stats.AGGREGATES.items():
+            row[name], row[name + " lo"], row[name + " hi"] = stats.interval(f, scores, reps)
+        out.append(row)
+    return out
+
+
+def improvements(by_method, pairs, reps: int = stats.REPS) -> List[dict]:
+    out = []
+    for x, y in pairs:
+        if x in by_method and y in by_method:
+            p, lo, hi = stats.improvement_interval(by_method[x], by_method[y], reps)
+            out.append({"x": x, "y": y, "p": p, "lo": lo, "hi": hi})
+    return out
+
+
+def _score(r) -> str:
+    if r["status"] != "done":
+        return r["status"]
+    text = "-" if math.isnan(r["mean"]) else f"{r['mean']:.1f} ± {r['std']:.1f}"
+    return text + (f" ({r['diverged']} diverged)" if r["diverged"] else "")
+
+
+def _ci(name):
+    return lambda r: f"{r[name]:.1f} [{r[name + ' lo']:.1f}, {r[name + ' hi']:.1f}]"
+
+
+def markdown(sweep: Sweep, rows, aggs, pois) -> str:
+    done = [r for r in rows if r["status"] == "done"]
+    hw = sorted({r["hardware"] for r in done})
+    missing = [r for r in rows if r["status"] != "done"]
+    left_out = [lb for lb in sweep.labels if lb not in {a["label"] for a in aggs}]
+    per_task = [("dataset", lambda r: r["dataset"]), ("method", lambda r: r["label"]),
+                ("normalised score", _score), ("seeds", lambda r: str(r["seeds"])),
+                ("steps", lambda r: f"{r['steps']:,d}"),
+                ("eval episodes", lambda r: str(r.get("eval_episodes", "-"))),
+                ("config", lambda r: r["config_hash"])]
+    agg_cols = [("method", lambda r: r["label"]), ("tasks", lambda r: str(r["tasks"])),
+                ("runs", lambda r: str(r["runs"]))] + [(n, _ci(n)) for n in stats.AGGREGATES]
+    lines = [
+        f"# Leaderboard: sweep `{sweep.name}`", "",
+        f"Built by `python -m bench table --sweep {sweep.name}` from the results files of the "
+        f"cells declared in `bench/sweeps/{sweep.path.name}`"
+        + (f" ({sweep.description.strip()})" if sweep.description else "") + ". "
+        f"Hardware: {'; '.join(hw) or '-'}. Final normalised score (last evaluation, never the "
+        "best; random 0, expert 100), each seed trained from `PRNGKey(seed)`, all seeds of a "
+        "cell in one vmapped program. A diverged seed is counted and never averaged.", "",
+        f"{len(done)} of {len(rows)} cells have results"
+        + (f"; not run yet: {', '.join(r['label'] + ' on ' + r['dataset'] for r in missing)}"
+           if missing else "") + ".", "",
+        "## Aggregates over tasks", "",
+        f"Tasks: {', '.join(sweep.datasets)}. Point estimate with its 95% stratified bootstrap "
+        f"interval ({stats.REPS:,d} replicates, rliable's definitions, see `bench/stats.py`): "
+        "IQM pools all runs of all tasks and averages the middle 50%; median and mean are over "
+        "the per-task means; optimality gap is 100 minus the mean of min(score, 100) "
+        "(lower is better).", ""]
+    if aggs:
+        lines += [markdown_table(aggs, agg_cols), ""]
+    else:
+        lines += ["No method has results on every task yet.", ""]
+    if left_out:
+        lines += [f"Not in the aggregates (no results on every task): {', '.join(left_out)}.",
+                  ""]
+    if pois:
+        lines += ["## Probability of improvement", "",
+                  "P(X > Y): the probability that a run of X scores above a run of Y on a task "
+                  "drawn at random (ties count half), with its 95% bootstrap interval; 0.5 is "
+                  "no difference.", "",
+                  markdown_table(pois, [("X", lambda r: r["x"]), ("Y", lambda r: r["y"]),
+                                        ("P(X > Y)", lambda r: f"{r['p']:.2f} [{r['lo']:.2f}, "
+                                                               f"{r['hi']:.2f}]")]), ""]
+    lines += ["## Per task", "", markdown_table(rows, per_task), ""]
+    return "\n".join(lines)
+
+
+def csv_text(rows, aggs, pois) -> str:
+    import pandas as pd
+
+    table = [{"kind": "task", **{k: v for k, v in r.items() if k != "scores"},
+              "scores": " ".join(f"{s:.4g}" for s in r["scores"])} for r in rows]
+    table += [{"kind": "aggregate", **a} for a in aggs]
+    table += [{"kind": "improvement", **p} for p in pois]
+    buf = io.StringIO()
+    pd.DataFrame(table).to_csv(buf, index=False, float_format="%.6g")
+    return buf.getvalue()
+
+
+def speed_rows(rows) -> List[dict]:
+    out = []
+    for label in dict.fromkeys(r["label"] for r in rows):
+        mine = [r for r in rows if r["label"] == label and r["status"] == "done"]
+        if not mine:
+            continue
+        rate = [r["seeds"] * r["steps"] / r["wall_s"] for r in mine]
+        out.append({"label": label, "cells": len(mine),
+                    "seed_steps_per_s": float(np.median(rate)),
+                    "min": float(min(rate)), "max": float(max(rate)),
+                    "compile_s": float(np.median([r["compile_s"] for r in mine])),
+                    "hardware": "; ".join(sorted({r["hardware"] for r in mine}))})
+    return out
+
+
+def speed_markdown(sweep: Sweep, rows) -> str:
+    cols = [("method", lambda r: r["label"]), ("cells", lambda r: str(r["cells"])),
+            ("seed-steps/s (median over cells)", lambda r: f"{r['seed_steps_per_s']:,.0f}"),
+            ("range", lambda r: f"{r['min']:,.0f}-{r['max']:,.0f}"),
+            ("compile s (median)", lambda r: f"{r['compile_s']:.0f}"),
+            ("hardware", lambda r: r["hardware"])]
+    return "\n".join([
+        f"# Throughput of the `{sweep.name}` sweep", "",
+        "From the results files of its cells (`python -m bench table`): seed-steps/s is seeds "
+        "x gradient steps / wall time of the whole cell, its periodic evaluations included, "
+        "with every seed in one vmapped program; compile time is apart. For controlled "
+        "measurements (warm-up, matmul peak, 1 vs 8 seeds) see `results/speed/` "
+        "(`python -m bench speed ...`).", "", markdown_table(speed_rows(rows), cols), ""])
+
+
+def outputs(sweep: Sweep, out: Path) -> Dict[str, Path]:
+    """Where a sweep's tables go: the quick tier's are `results/leaderboard.md` and
+    `results/speed.md`; any other sweep's carry its name (`leaderboard-full.md`)."""
+    suffix = "" if sweep.name == "quick" else f"-{sweep.name}"
+    return {kind: Path(out) / f"{stem}{suffix}.{ext}" for kind, stem, ext in
+            [("md", "leaderboard", "md"), ("csv", "leaderboard", "csv"),
+             ("speed", "speed", "md")]}
+
+
+def write(sweep: Sweep, runs: Path, out: Path, reps: int = stats.REPS):
+    """Write the sweep's leaderboard (.md, .csv) and throughput table; returns the leaderboard
+    markdown and the paths written."""
+    from bench import sysinfo
+
+    rows = collect(sweep, runs)
+    by_method = scores_by_method(rows, sweep.datasets)
+    aggs = aggregates(by_method, reps)
+    pois = improvements(by_method, sweep.compare, reps)
+    md = markdown(sweep, rows, aggs, pois)
+    paths = outputs(sweep, out)
+    sysinfo.atomic_write_text(paths["md"], md)
+    sysinfo.atomic_write_text(paths["csv"], csv_text(rows, aggs, pois))
+    sysinfo.atomic_write_text(paths["speed"], speed_markdown(sweep, rows))
+    return md, list(paths.values())

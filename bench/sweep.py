@@ -1,0 +1,272 @@
+"""Sweeps declared in data: `bench/sweeps/<name>.toml` says which cells to run.
+
+A sweep file holds an optional `description`, an optional `include` (other sweep files, by
+name or path relative to this one, whose groups come first), an optional `data_tier` (the
+size at which missing datasets are built: "quick", the default, or "full"), `[[group]]`
+tables and an optional `[leaderboard]` table:
+
+    [[group]]
+    algos = ["bc", "diffusion_ql"]          # algorithm modules (algos.ALGOS)
+    datasets = ["jaxrl/pendulum/medium-expert-v0"]
+    seeds = 5                               # seeds 0..4, all in one vmapped program
+    steps = 2000                            # gradient steps (Config.steps)
+    set = { eval_every = 1000 }             # Config overrides, as `bench train --set`
+    label = "Diffusion-BC (T=5)"            # optional, one algo only: the method's name in
+                                            # the tables (default: the algorithm's name)
+    [leaderboard]
+    compare = [["Diffusion-QL", "TD3+BC"]]  # pairs for the probability of improvement
+
+Every group expands to algos x datasets cells; a cell is (algorithm, dataset, config) and
+runs through `bench.train.run`, which skips it when its results file exists and resumes it
+from its last orbax checkpoint when it was interrupted. `load` checks the whole file before
+anything runs, so a typo costs one line of error, not an hour of compute.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+import tomllib
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+import algos
+from algos.common import ConfigError
+from bench import train
+
+SWEEPS = Path(__file__).resolve().parent / "sweeps"
+# The name each algorithm has in the tables unless its group gives a label.
+NAMES = {"bc": "BC", "td3_bc": "TD3+BC", "iql": "IQL", "diffusion_bc": "Diffusion-BC",
+         "diffusion_ql": "Diffusion-QL", "idql": "IDQL"}
+TOP_KEYS = {"description", "include", "data_tier", "group", "leaderboard"}
+GROUP_KEYS = {"algos", "datasets", "seeds", "steps", "set", "label"}
+LEADERBOARD_KEYS = {"compare"}
+
+
+class SweepError(ConfigError):
+    """A malformed or inconsistent sweep file: one line naming the file, the group and the fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    label: str
+    algo: str
+    dataset: str
+    seeds: int
+    steps: Optional[int]
+    overrides: Tuple[Tuple[str, str], ...]
+
+    @property
+    def sets(self) -> Dict[str, str]:
+        return dict(self.overrides)
+
+    def config(self):
+        return train.make_config(self.algo, self.steps, self.sets)
+
+    def path(self, runs: Path) -> Path:
+        return Path(runs) / f"{train.cell_name(self.algo, self.dataset, self.config())}.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    name: str
+    path: Path
+    description: str
+    cells: Tuple[Cell, ...]
+    compare: Tuple[Tuple[str, str], ...]
+    data_tier: str = "quick"
+
+    @property
+    def labels(self) -> List[str]:
+        return list(dict.fromkeys(c.label for c in self.cells))
+
+    @property
+    def datasets(self) -> List[str]:
+        return list(dict.fromkeys(c.dataset for c in self.cells))
+
+
+def resolve(name_or_path) -> Path:
+    """`quick` -> bench/sweeps/quick.toml; a path is taken as it is."""
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists():
+        return p
+    path = SWEEPS / f"{name_or_path}.toml"
+    if not path.exists():
+        known = sorted(q.stem for q in SWEEPS.glob("*.toml"))
+        raise SweepError(f"unknown sweep {name_or_path!r}; sweeps: {', '.join(known)} "
+                         f"(or give the path of a .toml file)")
+    return path
+
+
+def _scalar(value, where: str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, str)):
+        return str(value)
+    if isinstance(value, list) and all(isinstance(v, (int, float)) for v in value):
+        return ",".join(str(v) for v in value)
+    raise SweepError(f"{where}: value {value!r} must be a number, a bool, a string or a list "
+                     "of numbers")
+
+
+def _known_dataset(ds: str) -> bool:
+    from envs.datasets import all_specs, minari_io
+
+    return ds in all_specs() or minari_io.exists(ds)
+
+
+def _group_cells(g: dict, where: str) -> List[Cell]:
+    if not isinstance(g, dict):
+        raise SweepError(f"{where}: expected a [[group]] table")
+    extra = set(g) - GROUP_KEYS
+    if extra:
+        raise SweepError(f"{where}: unknown key {sorted(extra)[0]!r}; a group has "
+                         f"{', '.join(sorted(GROUP_KEYS))}")
+    for key in ("algos", "datasets", "seeds"):
+        if key not in g:
+            raise SweepError(f"{where}: missing {key!r}")
+    names = {}
+    for key in ("algos", "datasets"):
+        v = g[key]
+        if not (isinstance(v, list) and v and all(isinstance(x, str) for x in v)):
+            raise SweepError(f"{where}: {key!r} must be a non-empty list of strings")
+        names[key] = v
+    for a in names["algos"]:
+        if a not in algos.ALGOS:
+            raise SweepError(f"{where}: unknown algorithm {a!r}; algorithms: "
+                             f"{', '.join(algos.ALGOS)}")
+    for ds in names["datasets"]:
+        if not _known_dataset(ds):
+            from envs.datasets import all_specs
+
+            raise SweepError(f"{where}: unknown dataset {ds!r}; ours: "
+                             f"{', '.join(sorted(all_specs()))} (or a local Minari id)")
+    seeds, steps = g["seeds"], g.get("steps")
+    if not (isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1):
+        raise SweepError(f"{where}: 'seeds' must be a positive integer, got {seeds!r}")
+    if steps is not None and not (isinstance(steps, int) and not isinstance(steps, bool)
+                                  and steps >= 1):
+        raise SweepError(f"{where}: 'steps' must be a positive integer, got {steps!r}")
+    sets = g.get("set", {})
+    if not isinstance(sets, dict):
+        raise SweepError(f"{where}: 'set' must be a table, e.g. set = {{ eval_every = 1000 }}")
+    overrides = tuple((k, _scalar(v, f"{where}: set.{k}")) for k, v in sets.items())
+    label = g.get("label")
+    if label is not None and (not isinstance(label, str) or len(names["algos"]) != 1):
+        raise SweepError(f"{where}: 'label' names one method: give it as a string, in a group "
+                         "with one algorithm")
+    cells = []
+    for a in names["algos"]:
+        cell = Cell(label or NAMES.get(a, a), a, "", seeds, steps, overrides)
+        try:
+            cell.config()
+        except ConfigError as e:
+            raise SweepError(f"{where}: {a}: {e}") from None
+        cells += [dataclasses.replace(cell, dataset=ds) for ds in names["datasets"]]
+    return cells
+
+
+def _read(path: Path, seen: Tuple[Path, ...]) -> Tuple[dict, List[Cell]]:
+    if path in seen:
+        raise SweepError(f"{path.name}: includes itself (through {seen[-1].name})")
+    if not path.exists():
+        raise SweepError(f"sweep file {path} does not exist")
+    try:
+        doc = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise SweepError(f"{path.name}: not valid TOML: {e}") from None
+    extra = set(doc) - TOP_KEYS
+    if extra:
+        raise SweepError(f"{path.name}: unknown key {sorted(extra)[0]!r}; a sweep file has "
+                         f"{', '.join(sorted(TOP_KEYS))}")
+    cells: List[Cell] = []
+    include = doc.get("include", [])
+    if not (isinstance(include, list) and all(isinstance(i, str) for i in include)):
+        raise SweepError(f"{path.name}: 'include' must be a list of sweep names")
+    for inc in include:
+        sub = path.parent / (inc if inc.endswith(".toml") else f"{inc}.toml")
+        cells += _read(sub, seen + (path,))[1]
+    groups = doc.get("group", [])
+    if not isinstance(groups, list):
+        raise SweepError(f"{path.name}: groups are written [[group]]")
+    for i, g in enumerate(groups):
+        cells += _group_cells(g, f"{path.name}: group {i + 1}")
+    return doc, cells
+
+
+def load(name_or_path) -> Sweep:
+    """Read and check a sweep file; every problem is a one-line `SweepError`."""
+    path = resolve(name_or_path)
+    doc, cells = _read(path, ())
+    if not cells:
+        raise SweepError(f"{path.name}: no cells; add a [[group]] with algos, datasets, seeds")
+    seen: Dict[Tuple[str, str], Cell] = {}
+    for c in cells:
+        key = (c.label, c.dataset)
+        if key in seen and seen[key] != c:
+            raise SweepError(f"{path.name}: method {c.label!r} on {c.dataset} is declared twice "
+                             "with different settings; give one of them another label")
+        seen[key] = c
+    cells = list(dict.fromkeys(cells))
+    board = doc.get("leaderboard", {})
+    if not isinstance(board, dict) or set(board) - LEADERBOARD_KEYS:
+        raise SweepError(f"{path.name}: [leaderboard] takes only "
+                         f"{', '.join(sorted(LEADERBOARD_KEYS))}")
+    compare = board.get("compare", [])
+    labels = {c.label for c in cells}
+    for pair in compare:
+        if not (isinstance(pair, list) and len(pair) == 2 and all(p in labels for p in pair)):
+            raise SweepError(f"{path.name}: leaderboard.compare entry {pair!r} must be a pair "
+                             f"of methods of the sweep: {', '.join(sorted(labels))}")
+    tier = doc.get("data_tier", "quick")
+    if tier not in ("quick", "full"):
+        raise SweepError(f"{path.name}: data_tier must be \"quick\" or \"full\", got {tier!r}")
+    return Sweep(path.stem, path, str(doc.get("description", "")), tuple(cells),
+                 tuple(tuple(p) for p in compare), tier)
+
+
+def _fmt_s(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def run(sweep: Sweep, runs: Path = train.RUNS, checkpoints: Path = train.CHECKPOINTS,
+        force: bool = False, log: Callable[[str], None] = print) -> List[dict]:
+    """Run every cell that has no results file yet (building missing datasets first); returns
+    the results of all cells, in the sweep's order."""
+    from envs.datasets import all_specs, build, minari_io
+
+    t0 = time.time()
+    for ds in sweep.datasets:
+        if not minari_io.exists(ds):
+            spec = all_specs()[ds]
+            log(f"building dataset {ds} ({sweep.data_tier} tier)")
+            build(spec.env_id, spec.level, tier=sweep.data_tier, log=lambda m: log(f"  {m}"))
+    status = [train.existing(c.path(runs), c.seeds, c.config(), force) is not None
+              for c in sweep.cells]
+    total, todo = len(sweep.cells), [c for c, done in zip(sweep.cells, status) if not done]
+    log(f"sweep {sweep.name}: {total} cells, {total - len(todo)} finished, {len(todo)} to run")
+    work = lambda c: c.seeds * c.config().steps  # noqa: E731  (seed-steps: the ETA's unit)
+    left, done_work = sum(work(c) for c in todo), 0
+    t_cells, compile_s, run_s = time.time(), 0.0, 0.0
+    results, n_done = [], total - len(todo)
+    for cell, finished in zip(sweep.cells, status):
+        if not finished:
+            elapsed = time.time() - t_cells
+            eta = f", ~{_fmt_s(elapsed / done_work * left)} left" if done_work else ""
+            log(f"[{n_done + 1}/{total}] {cell.label} ({cell.algo}) on {cell.dataset}: "
+                f"{cell.seeds} seeds, {cell.config().steps:,d} steps "
+                f"({_fmt_s(time.time() - t0)} so far{eta})")
+        result = train.run(cell.algo, cell.dataset, cell.seeds, cell.steps, cell.sets, out=runs,
+                           checkpoints=checkpoints, force=force,
+                           command=f"python -m bench sweep {sweep.name}",
+                           log=(lambda m: None) if finished else (lambda m: log(f"  {m}")))
+        if not finished:
+            n_done += 1
+            compile_s += result["compile_s"]
+            run_s += result["wall_s"]
+            done_work += work(cell)
+            left -= work(cell)
+        results.append(result)
+    log(f"sweep {sweep.name}: {total} cells done in {_fmt_s(time.time() - t0)} "
+        f"(this session: {_fmt_s(compile_s)} compiling, {_fmt_s(run_s)} running)")
+    return results
