@@ -16,6 +16,7 @@ exists, and exits with code 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -225,6 +226,10 @@ def main(argv=None):
     args.argv = argv
     if args.cmd != "speed":  # speed reports real compile times
         jaxcache.enable()
+    if os.environ.get("DIFFRL_DISTRIBUTED"):  # one process per host; seeds shard over all
+        import jax
+
+        jax.distributed.initialize()
     from algos.common import ConfigError
     from envs.core import EnvError
     from envs.datasets.minari_io import DatasetError

@@ -60,6 +60,28 @@ def seed_keys(seeds: int):
     return jax.vmap(jax.random.PRNGKey)(jnp.arange(seeds))
 
 
+def seed_sharding(seeds: int):
+    """Split the leading (seed) axis over the most devices that divide `seeds` evenly: a
+    `NamedSharding` over a one-axis mesh named "seed", or None when that is one device.
+    `jax.devices()` spans every host once `jax.distributed.initialize()` has run, so the same
+    code shards over a GPU node or a pod."""
+    devices = jax.devices()
+    n = max(d for d in range(1, len(devices) + 1) if seeds % d == 0)
+    if n == 1:
+        return None
+    mesh = jax.sharding.Mesh(np.array(devices[:n]), ("seed",))
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seed"))
+
+
+def _fetch(tree):
+    """Host copy of a seed-sharded pytree; across hosts every process gathers all seeds."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return multihost_utils.process_allgather(tree, tiled=True)
+    return jax.device_get(tree)
+
+
 def _rows(algo, dataset_id, chash, metrics, periods_done, wall, compile_s):
     rows = []
     seeds = metrics["score"].shape[0]
@@ -124,10 +146,15 @@ def run(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None,
     train = module.make_train(config, dataset, env)
     periods = train.periods
     keys = seed_keys(seeds)
+    shard = seed_sharding(seeds)
+    on = {} if shard is None else {"in_shardings": shard, "out_shardings": shard}
+    if shard is not None:
+        keys = jax.device_put(keys, shard)
+        log(f"seeds sharded over {shard.mesh.size} devices ({seeds // shard.mesh.size} each)")
 
     t0 = time.time()
-    init = jax.jit(jax.vmap(train.init))
-    step_fn = jax.jit(jax.vmap(lambda s: train.run(s, 1)))
+    init = jax.jit(jax.vmap(train.init), **on)
+    step_fn = jax.jit(jax.vmap(lambda s: train.run(s, 1)), **on)
     state = init(keys)
     lowered = step_fn.lower(state)  # traced once: the metric shapes come from the same trace
     compiled = lowered.compile()
@@ -153,7 +180,7 @@ def run(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None,
     t_run = t_session - (wall[done - 1] if done else 0.0)
     for p in range(done, periods):
         state, m = compiled(state)
-        m = jax.device_get(m)
+        m = _fetch(m)
         for k in metrics:
             metrics[k][:, p] = np.asarray(m[k])[:, 0]
         wall[p] = time.time() - t_run
@@ -178,7 +205,8 @@ def run(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None,
              "numpy")),
         "hardware": sysinfo.hardware(),
     }
-    sysinfo.atomic_write_text(path, json.dumps(result, indent=1))
+    if jax.process_index() == 0:  # across hosts, one process writes
+        sysinfo.atomic_write_text(path, json.dumps(result, indent=1))
     scores = [r["score"] for r in final if not r["diverged"]]
     for r in final:
         log(f"  seed {r['seed']}: score {r['score']:.1f}" + ("  DIVERGED" if r["diverged"]
