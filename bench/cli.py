@@ -8,6 +8,7 @@
     python -m bench bandit [--seeds N] [--steps S]
     python -m bench sweep [NAME|FILE.toml] [--force]
     python -m bench table [--sweep NAME]
+    python -m bench claims [NAME ...]
     python -m bench train --algo ALGO --dataset DATASET_ID --seeds N [--steps S] [--set k=v ...]
 
 Bad input (unknown env, level, dataset, tier, algorithm or config field) prints one line naming the problem and what
@@ -148,6 +149,16 @@ def _tables(args, sw):
     print(f"(written: {', '.join(str(p) for p in written)})")
 
 
+def cmd_claims(args):
+    from bench import claims
+
+    findings = claims.run(args.names or None, runs=Path(args.runs), out=Path(args.out),
+                          log=lambda m: print(m, flush=True))
+    for f in findings:
+        print(f"{f.title}: {f.verdict}")
+    print(f"(written to {Path(args.out) / 'claims.md'})")
+
+
 def cmd_table(args):
     from bench import sweep
 
@@ -211,6 +222,12 @@ def parser():
     sw.add_argument("--out", default=str(RESULTS), help="folder for the tables")
     sw.add_argument("--force", action="store_true", help="retrain every cell")
     sw.set_defaults(fn=cmd_sweep)
+    cl = sub.add_parser("claims", help="run the survey-claim experiments (training what is "
+                        "missing) and write results/claims.md")
+    cl.add_argument("names", nargs="*", help="claims to run (default: all)")
+    cl.add_argument("--runs", default=str(RESULTS / "runs"))
+    cl.add_argument("--out", default=str(RESULTS))
+    cl.set_defaults(fn=cmd_claims)
     tb = sub.add_parser("table", help="rebuild a sweep's leaderboard and the table of every "
                         "run from the results files alone")
     tb.add_argument("--sweep", default="quick", help="which sweep's leaderboard")

@@ -1,0 +1,68 @@
+"""The claims framework: verdicts decided by intervals, the claims.md section, and the
+expressiveness claim end to end on a tiny budget (slow)."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import claims
+from bench.claims import Finding, Test
+
+
+@pytest.mark.parametrize("lo, hi, expect", [(0.6, 0.9, "supported"), (0.1, 0.4, "not supported"),
+                                            (0.3, 0.7, "inconclusive"),
+                                            (0.5, 0.7, "inconclusive")])
+def test_a_test_is_decided_by_where_its_interval_lies(lo, hi, expect):
+    assert Test("t", "P", (lo + hi) / 2, lo, hi, 0.5).verdict == expect
+
+
+def test_a_claim_holds_only_when_its_tests_agree(tmp_path):
+    yes, no = Test("a", "P", 0.8, 0.7, 0.9, 0.5), Test("b", "P", 0.2, 0.1, 0.3, 0.5)
+    assert Finding("k", "T", "S", "setup", [yes, yes], None).verdict == "supported"
+    assert Finding("k", "T", "S", "setup", [no, no], None).verdict == "not supported"
+    mixed = Finding("k", "T", "S", "setup", [yes, no], tmp_path / "figures" / "k.png")
+    assert mixed.verdict == "inconclusive"
+    text = claims.section(mixed, tmp_path)
+    assert "## T: **inconclusive**" in text and "0.80 [0.70, 0.90]" in text
+    assert "| b | P | 0.20 [0.10, 0.30] | 0.5 | not supported |" in text
+    assert "![k](figures/k.png)" in text
+
+
+def test_unknown_claim_is_a_one_line_error():
+    from algos.common import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown claim 'nope'; claims: expressiveness"):
+        claims.get("nope")
+
+
+SWEEP = """
+[[group]]
+algos = ["bc", "td3_bc", "iql", "diffusion_bc", "diffusion_ql", "idql"]
+datasets = ["jaxrl/mountaincar/medium-expert-v0"]
+seeds = 5
+steps = 4
+set = { eval_every = 4, eval_episodes = 1, batch_size = 32 }
+"""
+
+
+@pytest.mark.slow
+def test_expressiveness_claim_end_to_end_on_a_tiny_budget(tmp_path):
+    from envs import datasets
+
+    datasets.build("MountainCarContinuous-v0", "medium-expert", n_transitions=5000,
+                   log=lambda m: None)
+    sweep_file = tmp_path / "tiny.toml"
+    sweep_file.write_text(SWEEP)
+    from bench.claims import expressiveness
+
+    f = expressiveness.run(tmp_path / "runs", tmp_path, log=lambda m: None,
+                           sweep_name=str(sweep_file), bandit_seeds=2, bandit_steps=4)
+    assert len(f.tests) == 2 and f.verdict in claims.VERDICTS
+    for t in f.tests:
+        assert 0 <= t.lo <= t.estimate <= t.hi <= 1
+    assert "3 matched pairs" in f.tests[0].name and "3 pair x task" in f.tests[1].name
+    assert Path(f.figure).stat().st_size > 10_000
+    md = claims.markdown([f], tmp_path, "test machine")
+    assert "## Expressiveness" in md and "(figures/claim_expressiveness.png)" in md
+    assert (tmp_path / "bandit.md").exists()
+    assert np.isfinite([t.estimate for t in f.tests]).all()
