@@ -17,7 +17,7 @@ from typing import Callable, Dict
 
 import numpy as np
 
-from bench import stats
+from bench import stats, sysinfo
 from bench.claims import Finding, Test
 
 TITLE = "Expressiveness: diffusion policies vs Gaussian policies"
@@ -96,10 +96,5 @@ def figure(in_mode, score, tasks, path: Path) -> Path:
         ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=7)
         ax.set_title(title, fontsize=9)
         ax.tick_params(labelsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    sysinfo.save_figure(fig, path)
     return path
