@@ -1,7 +1,8 @@
 """Sweeps declared in data: `bench/sweeps/<name>.toml` says which cells to run.
 
 A sweep file holds an optional `description`, an optional `include` (other sweep files, by
-name or path relative to this one, whose groups come first), an optional `data_tier` (the
+name or path relative to this one, whose cells come first; `{ sweep = "bandit", skip =
+["Diffusion-QL"] }` leaves methods out), an optional `data_tier` (the
 size at which missing datasets are built: "quick", the default, or "full"), `[[group]]`
 tables and an optional `[leaderboard]` table:
 
@@ -180,11 +181,24 @@ def _read(path: Path, seen: Tuple[Path, ...]) -> Tuple[dict, List[Cell]]:
                          f"{', '.join(sorted(TOP_KEYS))}")
     cells: List[Cell] = []
     include = doc.get("include", [])
-    if not (isinstance(include, list) and all(isinstance(i, str) for i in include)):
+    if not isinstance(include, list):
         raise SweepError(f"{path.name}: 'include' must be a list of sweep names")
     for inc in include:
-        sub = path.parent / (inc if inc.endswith(".toml") else f"{inc}.toml")
-        cells += _read(sub, seen + (path,))[1]
+        if isinstance(inc, str):
+            inc = {"sweep": inc}
+        skip = inc.get("skip", []) if isinstance(inc, dict) else None
+        if not (isinstance(inc, dict) and isinstance(inc.get("sweep"), str)
+                and set(inc) <= {"sweep", "skip"} and isinstance(skip, list)):
+            raise SweepError(f"{path.name}: an include is a sweep name or "
+                             "{ sweep = NAME, skip = [METHOD, ...] }")
+        name = inc["sweep"]
+        sub = path.parent / (name if name.endswith(".toml") else f"{name}.toml")
+        included = _read(sub, seen + (path,))[1]
+        unknown = set(skip) - {c.label for c in included}
+        if unknown:
+            raise SweepError(f"{path.name}: include {name} skips {sorted(unknown)[0]!r}, "
+                             "which it does not have")
+        cells += [c for c in included if c.label not in skip]
     groups = doc.get("group", [])
     if not isinstance(groups, list):
         raise SweepError(f"{path.name}: groups are written [[group]]")

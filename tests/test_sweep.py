@@ -44,6 +44,12 @@ def test_every_shipped_sweep_file_is_valid(name):
     assert s.cells and all(c.seeds >= 5 for c in s.cells), "publishable cells use >= 5 seeds"
 
 
+def test_an_include_can_skip_methods():
+    quick = sweep.load("quick")
+    bandit = [c for c in quick.cells if c.dataset == BANDIT]
+    assert {c.label for c in bandit} == set(sweep.load("bandit").labels) - {"Diffusion-QL"}
+
+
 def test_groups_expand_to_cells_and_settings_reach_the_config(tmp_path):
     s = sweep.load(_write(tmp_path, SMALL))
     assert [(c.label, c.algo) for c in s.cells] == [("BC", "bc"), ("Diffusion-BC", "diffusion_bc")]
@@ -75,6 +81,9 @@ def test_groups_expand_to_cells_and_settings_reach_the_config(tmp_path):
     ("[[group]]\nalgos=['bc']\ndatasets=['jaxrl/bandit/multimodal-v0']\nseeds=5\n"
      "[leaderboard]\ncompare=[['BC','IQL']]\n", "must be a pair of methods of the sweep"),
     ("include = ['s']\n", "includes itself"),
+    (f"include = [{{ sweep = '{sweep.SWEEPS / 'bandit.toml'}', skip = ['Nope'] }}]\n",
+     "skips 'Nope', which it does not have"),
+    ("include = [{ sweep = 's', except = [] }]\n", "an include is a sweep name or"),
     ("description = 'nothing'\n", "no cells"),
 ])
 def test_malformed_sweep_files_are_one_line_errors(tmp_path, capsys, text, expect):

@@ -7,8 +7,8 @@ does better, as a probability of improvement over matched pairs (bench.stats, pa
 tasks playing rliable's tasks):
 1. on the multi-modal bandit, the fraction of a seed's sampled actions that land within the
    reward radius of a behaviour mode (bench.bandit);
-2. on the sweep's mixture datasets (medium-expert: two behaviour policies), the final
-   normalised score.
+2. on the mixture datasets of the `policies` sweep (medium-expert: two behaviour policies;
+   medium-replay: a training run's replay buffer), the final normalised score.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ STATEMENT = ("Gaussian policies cannot fit datasets whose actions come from comp
              "multi-modal distributions (several behaviour policies, several modes); diffusion "
              "policies can, and offline RL built on them does better on such data (survey "
              "§4.1 and Diffusion-QL's 2-D bandit, its Figure 1).")
-SWEEP = "quick"
+SWEEP = "policies"
 PAIRS = (("Diffusion-BC", "BC"), ("Diffusion-QL", "TD3+BC"), ("IDQL", "IQL"))
 BANDIT = "jaxrl/bandit/multimodal-v0"
 
