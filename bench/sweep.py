@@ -250,14 +250,14 @@ def run(sweep: Sweep, runs: Path = train.RUNS, checkpoints: Path = train.CHECKPO
     from envs.datasets import all_specs, build, minari_io
 
     t0 = time.time()
-    for ds in sweep.datasets:
+    status = [train.existing(c.path(runs), c.seeds, c.config(), force) is not None
+              for c in sweep.cells]
+    total, todo = len(sweep.cells), [c for c, done in zip(sweep.cells, status) if not done]
+    for ds in dict.fromkeys(c.dataset for c in todo):  # only what unfinished cells need
         if not minari_io.exists(ds):
             spec = all_specs()[ds]
             log(f"building dataset {ds} ({sweep.data_tier} tier)")
             build(spec.env_id, spec.level, tier=sweep.data_tier, log=lambda m: log(f"  {m}"))
-    status = [train.existing(c.path(runs), c.seeds, c.config(), force) is not None
-              for c in sweep.cells]
-    total, todo = len(sweep.cells), [c for c, done in zip(sweep.cells, status) if not done]
     log(f"sweep {sweep.name}: {total} cells, {total - len(todo)} finished, {len(todo)} to run")
     work = lambda c: c.seeds * c.config().steps  # noqa: E731  (seed-steps: the ETA's unit)
     left, done_work = sum(work(c) for c in todo), 0
