@@ -58,16 +58,19 @@ def run(runs: Path, out: Path, log: Callable[[str], None] = print, sweep_name: s
              "P(a diffusion seed scores above a seed of its Gaussian match)", *t2, 0.5)]
     fig = figure(in_mode, score, tasks, out / "figures" / "claim_expressiveness.png")
     cells = [c for c in sw.cells if c.dataset != BANDIT]
-    setup = (f"Sweep `{sw.name}` (`bench/sweeps/{sw.path.name}`): the bandit with every "
-             f"method ({coverage[0]['steps']:,d} steps, "
-             f"{len(in_mode[next(iter(in_mode))])} seeds, 1000 actions sampled per seed from "
-             f"its acting rule; `results/bandit.md`) and {', '.join(tasks)} "
-             f"({cells[0].config().steps:,d} steps, {cells[0].seeds} seeds; "
-             "`results/leaderboard.md`). Pairs: "
+    short = lambda ds: ds.removeprefix("jaxrl/").removesuffix("-v0")  # noqa: E731
+    setup = (f"The bandit with every method (`bench/sweeps/bandit.toml`: "
+             f"{coverage[0]['steps']:,d} steps, {len(in_mode[next(iter(in_mode))])} seeds, "
+             f"{bandit.SAMPLES} actions sampled per seed from its acting rule; "
+             f"`results/bandit.md`) and the mixture datasets of sweep `{sw.name}` "
+             f"(`bench/sweeps/{sw.path.name}`: {', '.join(short(t) for t in tasks)}; "
+             f"{cells[0].config().steps:,d} steps, {cells[0].seeds} seeds; "
+             f"`results/{leaderboard.outputs(sw, out)['md'].name}`). Pairs: "
              + ", ".join(f"{d} vs {g}" for d, g in PAIRS) + ".")
     means = "; ".join(f"{k} {v.mean():.2f}" for k, v in in_mode.items())
-    mix = "; ".join(f"{t.split('/')[1]} {lb} {score[(lb, t)].mean():.1f}"
-                    for t in tasks for pair in PAIRS for lb in pair if (lb, t) in score)
+    mix = "; ".join(f"{short(t)}: " + ", ".join(f"{lb} {score[(lb, t)].mean():.1f}"
+                                               for pair in PAIRS for lb in pair
+                                               if (lb, t) in score) for t in tasks)
     notes = (f"Mean fraction of actions in a mode, bandit: {means}. Mean normalised score on "
              f"the mixtures: {mix}.")
     return Finding("expressiveness", TITLE, STATEMENT, setup, tests, fig, notes)
