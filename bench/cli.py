@@ -165,6 +165,11 @@ def cmd_table(args):
     _tables(args, sweep.load(args.sweep))
 
 
+def _results_args(p):
+    p.add_argument("--runs", default=str(RESULTS / "runs"), help="folder of results files")
+    p.add_argument("--out", default=str(RESULTS), help="folder for the tables")
+
+
 def parser():
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -218,21 +223,18 @@ def parser():
                         "interrupted ones), then write its leaderboard")
     sw.add_argument("sweep", nargs="?", default="quick",
                     help="a name under bench/sweeps/ (quick, full, policies, bandit) or a .toml")
-    sw.add_argument("--runs", default=str(RESULTS / "runs"), help="folder of results files")
-    sw.add_argument("--out", default=str(RESULTS), help="folder for the tables")
+    _results_args(sw)
     sw.add_argument("--force", action="store_true", help="retrain every cell")
     sw.set_defaults(fn=cmd_sweep)
     cl = sub.add_parser("claims", help="run the survey-claim experiments (training what is "
                         "missing) and write results/claims.md")
     cl.add_argument("names", nargs="*", help="claims to run (default: all)")
-    cl.add_argument("--runs", default=str(RESULTS / "runs"))
-    cl.add_argument("--out", default=str(RESULTS))
+    _results_args(cl)
     cl.set_defaults(fn=cmd_claims)
     tb = sub.add_parser("table", help="rebuild a sweep's leaderboard and the table of every "
                         "run from the results files alone")
     tb.add_argument("--sweep", default="quick", help="which sweep's leaderboard")
-    tb.add_argument("--runs", default=str(RESULTS / "runs"))
-    tb.add_argument("--out", default=str(RESULTS))
+    _results_args(tb)
     tb.set_defaults(fn=cmd_table)
     return p
 

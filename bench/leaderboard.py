@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import io
 import json
-import math
 from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
 
-from bench import stats
+from bench import runs_table, stats
 from bench.sweep import Sweep
 from bench.tables import markdown_table
 
@@ -36,12 +35,8 @@ def collect(sweep: Sweep, runs: Path) -> List[dict]:
             rows.append({**row, "status": "not run", "scores": []})
             continue
         res = json.loads(path.read_text())
-        scores = [f["score"] for f in res["final"]]
-        ok = [s for s in scores if s is not None and math.isfinite(s)]
         rows.append({
-            **row, "status": "done", "scores": ok, "diverged": len(scores) - len(ok),
-            "mean": float(np.mean(ok)) if ok else math.nan,
-            "std": float(np.std(ok)) if ok else math.nan,
+            **row, "status": "done", **runs_table.final_scores(res),
             "eval_episodes": res["eval_episodes"], "wall_s": res["wall_s"],
             "compile_s": res["compile_s"],
             "hardware": f"{res['hardware'].get('cpu', '')}, {res['hardware'].get('cores')} "
@@ -80,10 +75,7 @@ def improvements(by_method, pairs, reps: int = stats.REPS) -> List[dict]:
 
 
 def _score(r) -> str:
-    if r["status"] != "done":
-        return r["status"]
-    text = "-" if math.isnan(r["mean"]) else f"{r['mean']:.1f} ± {r['std']:.1f}"
-    return text + (f" ({r['diverged']} diverged)" if r["diverged"] else "")
+    return runs_table.score_text(r) if r["status"] == "done" else r["status"]
 
 
 def _ci(name):

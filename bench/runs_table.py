@@ -31,16 +31,30 @@ def load_runs(root: Path) -> List[dict]:
     return runs
 
 
+def final_scores(run: dict) -> dict:
+    """A results file's final scores: the finite ones (`scores`), their mean and std, and how
+    many seeds diverged (NaN), which are counted and never averaged."""
+    scores = np.array([f["score"] for f in run["final"]], float)
+    ok = scores[np.isfinite(scores)]
+    return {"scores": ok.tolist(), "diverged": int(len(scores) - len(ok)),
+            "mean": float(ok.mean()) if len(ok) else math.nan,
+            "std": float(ok.std()) if len(ok) else math.nan}
+
+
+def score_text(r) -> str:
+    """`mean ± std`, with the diverged seeds named."""
+    text = "-" if math.isnan(r["mean"]) else f"{r['mean']:.1f} ± {r['std']:.1f}"
+    return text + (f" ({r['diverged']} diverged)" if r["diverged"] else "")
+
+
 def summarise(runs: List[dict]) -> List[dict]:
     rows = []
     for run in runs:
-        scores = np.array([f["score"] for f in run["final"]], float)
-        ok = scores[np.isfinite(scores)]
+        summary = final_scores(run)
+        del summary["scores"]
         rows.append({
             "dataset": run["dataset"], "algo": run["algo"], "config_hash": run["config_hash"],
-            "seeds": len(scores), "diverged": int(len(scores) - len(ok)),
-            "mean": float(ok.mean()) if len(ok) else math.nan,
-            "std": float(ok.std()) if len(ok) else math.nan,
+            "seeds": len(run["final"]), **summary,
             "steps": run["steps"], "eval_episodes": run["eval_episodes"],
             "wall_s": run["wall_s"], "compile_s": run["compile_s"],
             "hardware": run["hardware"].get("cpu", ""), "cores": run["hardware"].get("cores")})
@@ -49,13 +63,8 @@ def summarise(runs: List[dict]) -> List[dict]:
     return rows
 
 
-def _score(r) -> str:
-    text = "-" if math.isnan(r["mean"]) else f"{r['mean']:.1f} ± {r['std']:.1f}"
-    return text + (f" ({r['diverged']} diverged)" if r["diverged"] else "")
-
-
 COLUMNS = [("dataset", lambda r: r["dataset"]), ("algorithm", lambda r: r["algo"]),
-           ("config", lambda r: r["config_hash"]), ("normalised score", _score),
+           ("config", lambda r: r["config_hash"]), ("normalised score", score_text),
            ("seeds", lambda r: str(r["seeds"])), ("steps", lambda r: f"{r['steps']:,d}"),
            ("eval episodes", lambda r: str(r["eval_episodes"])),
            ("run s", lambda r: f"{r['wall_s']:.0f}"),

@@ -250,9 +250,9 @@ def run(sweep: Sweep, runs: Path = train.RUNS, checkpoints: Path = train.CHECKPO
     from envs.datasets import all_specs, build, minari_io
 
     t0 = time.time()
-    status = [train.existing(c.path(runs), c.seeds, c.config(), force) is not None
-              for c in sweep.cells]
-    total, todo = len(sweep.cells), [c for c, done in zip(sweep.cells, status) if not done]
+    previous = [train.existing(c.path(runs), c.seeds, c.config(), force) for c in sweep.cells]
+    total = len(sweep.cells)
+    todo = [c for c, prev in zip(sweep.cells, previous) if prev is None]
     for ds in dict.fromkeys(c.dataset for c in todo):  # only what unfinished cells need
         if not minari_io.exists(ds):
             spec = all_specs()[ds]
@@ -263,23 +263,24 @@ def run(sweep: Sweep, runs: Path = train.RUNS, checkpoints: Path = train.CHECKPO
     left, done_work = sum(work(c) for c in todo), 0
     t_cells, compile_s, run_s = time.time(), 0.0, 0.0
     results, n_done = [], total - len(todo)
-    for cell, finished in zip(sweep.cells, status):
-        if not finished:
-            elapsed = time.time() - t_cells
-            eta = f", ~{_fmt_s(elapsed / done_work * left)} left" if done_work else ""
-            log(f"[{n_done + 1}/{total}] {cell.label} ({cell.algo}) on {cell.dataset}: "
-                f"{cell.seeds} seeds, {cell.config().steps:,d} steps "
-                f"({_fmt_s(time.time() - t0)} so far{eta})")
+    for cell, prev in zip(sweep.cells, previous):
+        if prev is not None:  # finished: its results file, already read
+            results.append(prev)
+            continue
+        elapsed = time.time() - t_cells
+        eta = f", ~{_fmt_s(elapsed / done_work * left)} left" if done_work else ""
+        log(f"[{n_done + 1}/{total}] {cell.label} ({cell.algo}) on {cell.dataset}: "
+            f"{cell.seeds} seeds, {cell.config().steps:,d} steps "
+            f"({_fmt_s(time.time() - t0)} so far{eta})")
         result = train.run(cell.algo, cell.dataset, cell.seeds, cell.steps, cell.sets, out=runs,
                            checkpoints=checkpoints, force=force,
                            command=f"python -m bench sweep {sweep.name}",
-                           log=(lambda m: None) if finished else (lambda m: log(f"  {m}")))
-        if not finished:
-            n_done += 1
-            compile_s += result["compile_s"]
-            run_s += result["wall_s"]
-            done_work += work(cell)
-            left -= work(cell)
+                           log=lambda m: log(f"  {m}"))
+        n_done += 1
+        compile_s += result["compile_s"]
+        run_s += result["wall_s"]
+        done_work += work(cell)
+        left -= work(cell)
         results.append(result)
     log(f"sweep {sweep.name}: {total} cells done in {_fmt_s(time.time() - t0)} "
         f"(this session: {_fmt_s(compile_s)} compiling, {_fmt_s(run_s)} running)")
