@@ -1,14 +1,56 @@
-"""Algorithms, pure-functional JAX. Each module exposes `Config`, `make_train(config, dataset,
-env) -> train(key)` and `make_act(config) -> act(state, obs, key)`; `ALGOS` names them."""
-import importlib
+"""Algorithms, pure-functional JAX, one module each.
 
-ALGOS = ("bc", "td3_bc", "iql", "diffusion_bc", "diffusion_ql", "idql")
+An algorithm module is found by its `LABEL` (the name the tables print) and provides:
+
+    Config                       frozen dataclass (extends `algos.config.BaseConfig`)
+    make_train(config, data, env) -> train(key)     (`algos.loop.Train`)
+    make_policy(config, env_spec) -> Policy         (`algos.loop.Policy`: init_carry, act)
+    ORDER                        its place in tables
+    TINY                         `--set` overrides that make it tiny (tests, `--quick` speed)
+    task_defaults(dataset_id)    optional: the paper's per-task settings for a dataset
+
+Adding an algorithm is adding such a module: the CLI, sweeps, tables, speed benchmark and
+tests find it here (`ALGOS`, `get`, `label`).
+"""
+import functools
+import importlib
+import pkgutil
+
+
+@functools.lru_cache(maxsize=None)
+def _registry():
+    found = []
+    for info in pkgutil.iter_modules(__path__):
+        if info.ispkg or info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(module, "LABEL") and hasattr(module, "make_train"):
+            found.append(module)
+    found.sort(key=lambda m: (m.ORDER, m.__name__))
+    return {m.__name__.rsplit(".", 1)[-1]: m for m in found}
+
+
+def __getattr__(name):
+    if name == "ALGOS":
+        return tuple(_registry())
+    raise AttributeError(name)
 
 
 def get(name: str):
     """The module of algorithm `name` (one-line error listing the known ones)."""
-    from algos.common import ConfigError
+    from algos.config import ConfigError
 
-    if name not in ALGOS:
-        raise ConfigError(f"unknown algorithm {name!r}; algorithms: {', '.join(ALGOS)}")
-    return importlib.import_module(f"algos.{name}")
+    if name not in _registry():
+        raise ConfigError(f"unknown algorithm {name!r}; algorithms: {', '.join(_registry())}")
+    return _registry()[name]
+
+
+def label(name: str) -> str:
+    """The algorithm's name in tables, e.g. `diffusion_ql` -> `Diffusion-QL`."""
+    return get(name).LABEL
+
+
+def task_defaults(name: str, dataset_id: str) -> dict:
+    """The algorithm's per-task settings for `dataset_id` (empty when it has none)."""
+    fn = getattr(get(name), "task_defaults", None)
+    return dict(fn(dataset_id)) if fn is not None else {}

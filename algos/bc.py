@@ -10,8 +10,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from algos.common import BaseConfig, Normalizer, adam, make_offline_train, prepare
+from algos.config import BaseConfig
+from algos.data import Normalizer, prepare
+from algos.loop import adam, gradient_step, make_offline_train, stateless
 from algos.nets import GaussianPolicy, tanh_gaussian_log_prob, tanh_gaussian_sample
+
+LABEL = "BC"
+ORDER = 10
+TINY = {"hidden": "32,32"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,35 +38,33 @@ def _net(config, act_dim):
     return GaussianPolicy(act_dim, hidden=config.hidden)
 
 
-def make_act(config: Config):
+def make_policy(config: Config, env_spec):
+    net = _net(config, env_spec.act_dim)
+
     def act(state: State, obs, key):
-        net = _net(config, state.norm.act_mid.shape[-1])
         mean, log_std = net.apply(state.params, state.norm.obs(obs))
         a = tanh_gaussian_sample(key, mean, log_std)[0] if config.eval_sample else jnp.tanh(mean)
         return state.norm.to_env(a)
 
-    return act
+    return stateless(act)
 
 
-def make_train(config: Config, dataset, env):
-    data = prepare(dataset, env, config)
+def make_train(config: Config, data, env):
+    data = prepare(data, env, config)
     net = _net(config, env.act_dim)
-    tx = adam(config.lr, config.steps)
+    tx = adam(config.lr)
 
     def init(key):
         params = net.init(key, data.obs[:1])
         return State(params, tx.init(params), data.norm)
 
+    def loss_fn(params, b):
+        mean, log_std = net.apply(params, b["obs"])
+        return -tanh_gaussian_log_prob(mean, log_std, b["action"]).mean()
+
     def update(state: State, key):
         b = data.sample(key, config.batch_size)
+        params, opt, loss, _ = gradient_step(loss_fn, tx, state.params, state.opt, b)
+        return state.replace(params=params, opt=opt), {"actor_loss": loss}
 
-        def loss_fn(params):
-            mean, log_std = net.apply(params, b["obs"])
-            return -tanh_gaussian_log_prob(mean, log_std, b["action"]).mean()
-
-        loss, grads = jax.value_and_grad(loss_fn)(state.params)
-        upd, opt = tx.update(grads, state.opt, state.params)
-        return state.replace(params=optax.apply_updates(state.params, upd), opt=opt), \
-            {"actor_loss": loss}
-
-    return make_offline_train(config, env, init, update, make_act(config))
+    return make_offline_train(config, env, init, update, make_policy(config, env.spec))

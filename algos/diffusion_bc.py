@@ -1,25 +1,42 @@
 """Diffusion-BC: behaviour cloning with a diffusion policy (Diffusion-QL with eta = 0 and no
-critic, the paper's BC ablation). Acts with one sample of the reverse chain."""
+critic, the paper's BC ablation; `Zhendong-Wang/Diffusion-Policies-for-Offline-RL`,
+`agents/bc_diffusion.py`). Acts with one sample of the reverse chain.
+
+Defaults: the actor of Diffusion-QL (`diffusion`: 3x256 Mish MLP, VP, T=5, DDPM, x0 clipped to
+[-1, 1]), lr 3e-4 with Diffusion-QL's stepped cosine, gradient-norm clip 9. Deviation: the
+reference BC agent clips no gradients; we keep Diffusion-QL's clip so the ablation differs
+from Diffusion-QL in the Q term alone.
+"""
 from __future__ import annotations
 
 import dataclasses
-from typing import Tuple
 
 import flax.struct
 import jax
 import optax
 
-from algos.common import BaseConfig, Normalizer, adam, make_offline_train, prepare
+from algos.config import BaseConfig
+from algos.data import Normalizer, prepare
 from algos.diffusion_policy import DiffusionActor
+from algos.diffusion_spec import DiffusionSpec, check_backbone
+from algos.loop import adam, gradient_step, make_offline_train, stateless
+
+LABEL = "Diffusion-BC"
+ORDER = 40
+TINY = {"diffusion.width": "32", "diffusion.depth": "2"}
 
 
 @dataclasses.dataclass(frozen=True)
 class Config(BaseConfig):
-    hidden: Tuple[int, ...] = (256, 256, 256)
-    T: int = 5
+    diffusion: DiffusionSpec = DiffusionSpec()
     lr: float = 3e-4
-    lr_decay: bool = True
+    lr_decay: bool = True         # Diffusion-QL's stepped cosine (see algos.loop.adam)
+    lr_decay_every: int = 50_000
+    lr_decay_horizon: int = 2000
     grad_norm: float = 9.0
+
+    def check(self):
+        check_backbone(self.diffusion, sequence=False)
 
 
 @flax.struct.dataclass
@@ -29,22 +46,20 @@ class State:
     norm: Normalizer
 
 
-def _actor(config, act_dim):
-    return DiffusionActor(act_dim, config.hidden, config.T)
+def make_policy(config: Config, env_spec):
+    actor = DiffusionActor(env_spec.act_dim, config.diffusion)
 
-
-def make_act(config: Config):
     def act(state: State, obs, key):
-        actor = _actor(config, state.norm.act_mid.shape[-1])
         return state.norm.to_env(actor.sample(state.params, key, state.norm.obs(obs)[None])[0])
 
-    return act
+    return stateless(act)
 
 
-def make_train(config: Config, dataset, env):
-    data = prepare(dataset, env, config)
-    actor = _actor(config, env.act_dim)
-    tx = adam(config.lr, config.steps, cosine=config.lr_decay, clip=config.grad_norm)
+def make_train(config: Config, data, env):
+    data = prepare(data, env, config)
+    actor = DiffusionActor(env.act_dim, config.diffusion)
+    tx = adam(config.lr, config.steps, "stepped_cosine" if config.lr_decay else "none",
+              config.grad_norm, config.lr_decay_every, config.lr_decay_horizon)
 
     def init(key):
         params = actor.init(key, data.obs[:1])
@@ -53,8 +68,8 @@ def make_train(config: Config, dataset, env):
     def update(s: State, key):
         k_batch, k_loss = jax.random.split(key)
         b = data.sample(k_batch, config.batch_size)
-        loss, grads = jax.value_and_grad(actor.loss)(s.params, k_loss, b["obs"], b["action"])
-        upd, opt = tx.update(grads, s.opt, s.params)
-        return s.replace(params=optax.apply_updates(s.params, upd), opt=opt), {"bc_loss": loss}
+        params, opt, loss, _ = gradient_step(actor.loss, tx, s.params, s.opt, k_loss,
+                                             b["obs"], b["action"])
+        return s.replace(params=params, opt=opt), {"bc_loss": loss}
 
-    return make_offline_train(config, env, init, update, make_act(config))
+    return make_offline_train(config, env, init, update, make_policy(config, env.spec))

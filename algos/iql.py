@@ -1,6 +1,14 @@
 """IQL (Kostrikov et al. 2022): expectile regression of V on the target twin-Q, a TD target
 through V (no out-of-dataset actions), and advantage-weighted regression of a Gaussian policy,
-`exp(beta (Q - V))` clipped at 100. Defaults are the paper's locomotion settings.
+`exp(beta (Q - V))` clipped at 100. Defaults are the paper's locomotion settings
+(`ikostrikov/implicit_q_learning`, `configs/mujoco_config.py`, `train_offline.py`): 2x256
+ReLU networks, rates 3e-4 with the actor's cosine decay, expectile 0.7, beta 3.
+
+Rewards (`reward_scale`): the reference rescales locomotion rewards by
+`1000 / (max - min episode return)` and shifts antmaze rewards by -1. We apply the
+locomotion rule with this env's episode length in place of 1000 on every env
+(`reward_scale="iql"`, the default), also the non-locomotion ones (Pendulum, MountainCar,
+Maze2D, the bandit), where the reference has no rule; `reward_scale=none` turns it off.
 
 The critic half (`IQLCritic`) is shared with IDQL."""
 from __future__ import annotations
@@ -13,9 +21,20 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from algos.common import (BaseConfig, Normalizer, adam, expectile_loss, make_offline_train,
-                          prepare, soft_update)
+from algos.config import BaseConfig
+from algos.data import Normalizer, prepare
+from algos.loop import adam, gradient_step, make_offline_train, soft_update, stateless
 from algos.nets import Critic, GaussianPolicy, ValueNet, gaussian_log_prob
+
+LABEL = "IQL"
+ORDER = 30
+TINY = {"hidden": "32,32"}
+
+
+def expectile_loss(diff, expectile: float):
+    """IQL's asymmetric L2: |expectile - 1(diff < 0)| * diff^2."""
+    weight = jnp.where(diff > 0, expectile, 1.0 - expectile)
+    return weight * diff ** 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +48,7 @@ class Config(BaseConfig):
     beta: float = 3.0             # inverse temperature of the advantage weights
     max_weight: float = 100.0
     tau: float = 0.005
-    cosine_lr: bool = True        # cosine decay of the actor's learning rate (as in IQL)
+    lr_decay: bool = True         # cosine decay of the actor's learning rate (as in IQL)
 
 
 @flax.struct.dataclass
@@ -87,18 +106,16 @@ class IQLCritic:
             return expectile_loss(target_q - self.v_net.apply(params, b["obs"]),
                                   self.expectile).mean()
 
-        v_loss, v_grads = jax.value_and_grad(value_loss)(s.value)
-        v_upd, value_opt = self.v_tx.update(v_grads, s.value_opt, s.value)
-        value = optax.apply_updates(s.value, v_upd)
-        y = b["reward"] + self.discount * (1.0 - b["done"]) * self.v_net.apply(value,
-                                                                              b["next_obs"])
+        value, value_opt, v_loss, _ = gradient_step(value_loss, self.v_tx, s.value,
+                                                    s.value_opt)
+        y = b["reward"] + self.discount * (1.0 - b["terminal"]) * self.v_net.apply(
+            value, b["next_obs"])
 
         def critic_loss(params):
             return ((self.q_net.apply(params, b["obs"], b["action"]) - y) ** 2).mean(1).sum()
 
-        q_loss, q_grads = jax.value_and_grad(critic_loss)(s.critic)
-        q_upd, critic_opt = self.q_tx.update(q_grads, s.critic_opt, s.critic)
-        critic = optax.apply_updates(s.critic, q_upd)
+        critic, critic_opt, q_loss, _ = gradient_step(critic_loss, self.q_tx, s.critic,
+                                                      s.critic_opt)
         new = CriticState(critic, soft_update(s.critic_target, critic, self.tau), value,
                           critic_opt, value_opt)
         return new, {"critic_loss": q_loss, "value_loss": v_loss, "q": target_q.mean()}
@@ -121,49 +138,41 @@ def _actor(config, act_dim):
     return GaussianPolicy(act_dim, hidden=config.hidden, state_dependent_std=False)
 
 
-def make_act(config: Config):
+def make_policy(config: Config, env_spec):
+    actor = _actor(config, env_spec.act_dim)
+
     def act(state: State, obs, key):
-        mean, _ = _actor(config, state.norm.act_mid.shape[-1]).apply(state.actor,
-                                                                      state.norm.obs(obs))
+        mean, _ = actor.apply(state.actor, state.norm.obs(obs))
         return state.norm.to_env(jnp.tanh(mean))
 
-    return act
+    return stateless(act)
 
 
-def make_init(critic: IQLCritic, actor, actor_tx, data):
-    """`init(key) -> State` for an IQL critic beside any actor with `init(key, obs)` (IQL's
-    Gaussian, IDQL's diffusion policy)."""
+def make_train(config: Config, data, env):
+    data = prepare(data, env, config)
+    critic = iql_critic(config)
+    actor = _actor(config, env.act_dim)
+    actor_tx = adam(config.actor_lr, config.steps, "cosine" if config.lr_decay else "none")
+
     def init(key):
         kc, ka = jax.random.split(key)
         a_params = actor.init(ka, data.obs[:1])
         return State(critic.init(kc, data.obs[:1], data.action[:1]), a_params,
                      actor_tx.init(a_params), data.norm)
 
-    return init
-
-
-def make_train(config: Config, dataset, env):
-    data = prepare(dataset, env, config)
-    critic = iql_critic(config)
-    actor = _actor(config, env.act_dim)
-    actor_tx = adam(config.actor_lr, config.steps, cosine=config.cosine_lr)
-    init = make_init(critic, actor, actor_tx, data)
+    def actor_loss(params, b, weights):
+        # IQL's policy: a Gaussian around tanh(mean), its log-likelihood of the data action.
+        mean, log_std = actor.apply(params, b["obs"])
+        return -(weights * gaussian_log_prob(jnp.tanh(mean), log_std, b["action"])).mean()
 
     def update(s: State, key):
         b = data.sample(key, config.batch_size)
         crit, metrics = critic.update(s.critic, b)
         adv = critic.q_target(crit, b["obs"], b["action"]) - critic.value(crit, b["obs"])
         weights = jnp.minimum(jnp.exp(config.beta * adv), config.max_weight)
-
-        def actor_loss(params):
-            # IQL's policy: a Gaussian around tanh(mean), its log-likelihood of the data action.
-            mean, log_std = actor.apply(params, b["obs"])
-            return -(weights * gaussian_log_prob(jnp.tanh(mean), log_std, b["action"])).mean()
-
-        a_loss, a_grads = jax.value_and_grad(actor_loss)(s.actor)
-        a_upd, actor_opt = actor_tx.update(a_grads, s.actor_opt, s.actor)
+        params, actor_opt, a_loss, _ = gradient_step(actor_loss, actor_tx, s.actor,
+                                                     s.actor_opt, b, weights)
         metrics["actor_loss"] = a_loss
-        return s.replace(critic=crit, actor=optax.apply_updates(s.actor, a_upd),
-                         actor_opt=actor_opt), metrics
+        return s.replace(critic=crit, actor=params, actor_opt=actor_opt), metrics
 
-    return make_offline_train(config, env, init, update, make_act(config))
+    return make_offline_train(config, env, init, update, make_policy(config, env.spec))

@@ -11,8 +11,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from algos.common import BaseConfig, Normalizer, adam, make_offline_train, prepare, soft_update
+from algos.config import BaseConfig
+from algos.data import Normalizer, prepare
+from algos.loop import adam, gradient_step, make_offline_train, soft_update, stateless
 from algos.nets import Critic, DeterministicPolicy
+
+LABEL = "TD3+BC"
+ORDER = 20
+TINY = {"hidden": "32,32"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,18 +51,19 @@ def _nets(config, act_dim):
             Critic(hidden=config.hidden, n=2, activation="relu"))
 
 
-def make_act(config: Config):
+def make_policy(config: Config, env_spec):
+    actor, _ = _nets(config, env_spec.act_dim)
+
     def act(state: State, obs, key):
-        actor, _ = _nets(config, state.norm.act_mid.shape[-1])
         return state.norm.to_env(actor.apply(state.actor, state.norm.obs(obs)))
 
-    return act
+    return stateless(act)
 
 
-def make_train(config: Config, dataset, env):
-    data = prepare(dataset, env, config)
+def make_train(config: Config, data, env):
+    data = prepare(data, env, config)
     actor, critic = _nets(config, env.act_dim)
-    actor_tx, critic_tx = adam(config.actor_lr, config.steps), adam(config.critic_lr, config.steps)
+    actor_tx, critic_tx = adam(config.actor_lr), adam(config.critic_lr)
 
     def init(key):
         ka, kc = jax.random.split(key)
@@ -65,6 +72,15 @@ def make_train(config: Config, dataset, env):
         return State(a_params, a_params, c_params, c_params, actor_tx.init(a_params),
                      critic_tx.init(c_params), jnp.zeros((), jnp.int32), data.norm)
 
+    def critic_loss(params, b, y):
+        return ((critic.apply(params, b["obs"], b["action"]) - y) ** 2).mean(1).sum()
+
+    def actor_loss(params, critic_params, b):
+        pi = actor.apply(params, b["obs"])
+        q = critic.apply(critic_params, b["obs"], pi)[0]
+        lmbda = config.alpha / jax.lax.stop_gradient(jnp.abs(q).mean())
+        return -lmbda * q.mean() + ((pi - b["action"]) ** 2).mean()
+
     def update(s: State, key):
         k_batch, k_noise = jax.random.split(key)
         b = data.sample(k_batch, config.batch_size)
@@ -72,29 +88,14 @@ def make_train(config: Config, dataset, env):
                          -config.noise_clip, config.noise_clip)
         next_a = jnp.clip(actor.apply(s.actor_target, b["next_obs"]) + noise, -1.0, 1.0)
         target_q = critic.apply(s.critic_target, b["next_obs"], next_a).min(0)
-        y = b["reward"] + config.discount * (1.0 - b["done"]) * target_q
-
-        def critic_loss(params):
-            q = critic.apply(params, b["obs"], b["action"])
-            return ((q - y) ** 2).mean(1).sum()
-
-        c_loss, c_grads = jax.value_and_grad(critic_loss)(s.critic)
-        c_upd, critic_opt = critic_tx.update(c_grads, s.critic_opt, s.critic)
-        critic_params = optax.apply_updates(s.critic, c_upd)
-
-        def actor_loss(params):
-            pi = actor.apply(params, b["obs"])
-            q = critic.apply(critic_params, b["obs"], pi)[0]
-            lmbda = config.alpha / jax.lax.stop_gradient(jnp.abs(q).mean())
-            return -lmbda * q.mean() + ((pi - b["action"]) ** 2).mean()
-
-        a_loss, a_grads = jax.value_and_grad(actor_loss)(s.actor)
-        a_upd, actor_opt_new = actor_tx.update(a_grads, s.actor_opt, s.actor)
-        actor_new = optax.apply_updates(s.actor, a_upd)
+        y = b["reward"] + config.discount * (1.0 - b["terminal"]) * target_q
+        critic_params, critic_opt, c_loss, _ = gradient_step(critic_loss, critic_tx, s.critic,
+                                                             s.critic_opt, b, y)
+        actor_new, actor_opt_new, a_loss, _ = gradient_step(actor_loss, actor_tx, s.actor,
+                                                            s.actor_opt, critic_params, b)
         # Delayed policy updates: the actor and both targets move every `policy_freq` steps.
         do = (s.step % config.policy_freq) == 0
-        pick = lambda new, old: jax.tree_util.tree_map(  # noqa: E731
-            lambda n, o: jnp.where(do, n, o), new, old)
+        pick = lambda new, old: optax.tree_utils.tree_where(do, new, old)  # noqa: E731
         new = s.replace(
             actor=pick(actor_new, s.actor), actor_opt=pick(actor_opt_new, s.actor_opt),
             actor_target=pick(soft_update(s.actor_target, actor_new, config.tau), s.actor_target),
@@ -104,4 +105,4 @@ def make_train(config: Config, dataset, env):
             step=s.step + 1)
         return new, {"critic_loss": c_loss, "actor_loss": a_loss, "q": y.mean()}
 
-    return make_offline_train(config, env, init, update, make_act(config))
+    return make_offline_train(config, env, init, update, make_policy(config, env.spec))

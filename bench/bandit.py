@@ -1,7 +1,7 @@
 """`python -m bench bandit`: the multi-modal bandit test bed (Diffusion-QL's Figure 1).
 
 Every method trains on `jaxrl/bandit/multimodal-v0` with the same budget (one cell per method
-through `bench.train.run`, seeds vmapped); then each seed's acting rule (`make_act`, exactly
+through `bench.train.run`, seeds vmapped); then each seed's acting rule (`make_policy`, exactly
 what evaluation uses) draws `SAMPLES` actions. Reported per method and seed: the fraction of
 actions within `envs.bandit.RADIUS` of a behaviour mode, the modes holding at least 5% of them,
 the share of each mode, and the mean reward. Writes `results/bandit.md`, `results/bandit.csv`
@@ -32,7 +32,10 @@ SWEEP = "bandit"
 
 def sample_actions(algo: str, config, state, seeds: int, n: int = SAMPLES, seed: int = 0):
     """`(seeds, n, 2)` actions of each seed's acting rule at the bandit's observation."""
-    act = algos.get(algo).make_act(config)
+    from envs.registry import spec
+
+    policy = algos.get(algo).make_policy(config, spec("bandit-2d"))
+    act = lambda st, obs, k: policy.act(st, policy.init_carry(st, obs, None), obs, k)[0]  # noqa: E731
     obs = jnp.zeros((1,), jnp.float32)
     keys = jax.random.split(jax.random.PRNGKey(10_000 + seed), seeds * n).reshape(seeds, n, -1)
     per_seed = jax.vmap(lambda st, ks: jax.vmap(lambda k: act(st, obs, k))(ks))
@@ -45,7 +48,7 @@ def cells(seeds: Optional[int] = None, steps: Optional[int] = None):
     for c in sweep.load(SWEEP).cells:
         sets = c.sets
         if steps is not None:
-            sets["eval_every"] = str(steps)
+            sets["eval_every"] = steps
         out.append(dataclasses.replace(c, seeds=seeds or c.seeds, steps=steps or c.steps,
                                        overrides=tuple(sets.items())))
     return out
@@ -61,7 +64,8 @@ def run(seeds: Optional[int] = None, steps: Optional[int] = None,
     todo = cells(seeds, steps)
     for c in todo:
         result, state = train.run(c.algo, c.dataset, c.seeds, steps=c.steps, overrides=c.sets,
-                                  out=runs, force=force, log=log, return_state=True)
+                                  out=runs, force=force, log=log, return_state=True,
+                                  typed=True)
         config = c.config()
         actions = sample_actions(c.algo, config, state, c.seeds)
         shown[c.label] = actions[0]
@@ -69,7 +73,7 @@ def run(seeds: Optional[int] = None, steps: Optional[int] = None,
             cov = bandit.mode_coverage(actions[s])
             rows.append({"method": c.label, "algo": c.algo, "seed": s,
                          "config_hash": result["config_hash"], "steps": config.steps,
-                         "settings": " ".join(f"{k}={v}" for k, v in c.overrides
+                         "settings": " ".join(f"{k}={_text(v)}" for k, v in c.overrides
                                               if k not in ("eval_every", "eval_episodes")),
                          "in_mode": cov["in_mode"], "modes_covered": cov["modes_covered"],
                          **{f"mode_{i}": f for i, f in enumerate(cov["per_mode"])},
@@ -83,6 +87,15 @@ def run(seeds: Optional[int] = None, steps: Optional[int] = None,
     sysinfo.atomic_write_text(out / "bandit.csv", csv_text(rows))
     figure(data, shown, out / "figures" / "bandit_actions.png")
     return rows
+
+
+def _text(value) -> str:
+    """A setting as `--set` would write it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value)
 
 
 def summary(rows):

@@ -249,7 +249,7 @@ def main(argv=None):
         import jax
 
         jax.distributed.initialize()
-    from algos.common import ConfigError
+    from algos.config import ConfigError
     from envs.core import EnvError
     from envs.datasets.minari_io import DatasetError
 

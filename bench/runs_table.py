@@ -18,7 +18,6 @@ import numpy as np
 
 from bench.tables import markdown_table
 
-ALGO_ORDER = ("bc", "td3_bc", "iql", "diffusion_bc", "diffusion_ql", "idql")
 
 
 def load_runs(root: Path) -> List[dict]:
@@ -58,7 +57,9 @@ def summarise(runs: List[dict]) -> List[dict]:
             "steps": run["steps"], "eval_episodes": run["eval_episodes"],
             "wall_s": run["wall_s"], "compile_s": run["compile_s"],
             "hardware": run["hardware"].get("cpu", ""), "cores": run["hardware"].get("cores")})
-    order = {a: i for i, a in enumerate(ALGO_ORDER)}
+    import algos
+
+    order = {a: i for i, a in enumerate(algos.ALGOS)}
     rows.sort(key=lambda r: (r["dataset"], order.get(r["algo"], 99), r["config_hash"]))
     return rows
 

@@ -18,19 +18,21 @@ import jax
 import jax.numpy as jnp
 
 import algos
-from algos.common import apply_overrides
+from algos.config import apply_overrides
 from bench import speed
 
 DATASET = ("hopper", "medium-replay")
 QUICK_DATASET = ("bandit-2d", "multimodal")   # --quick: checks the harness, in seconds
 STEPS_PER_CALL = 20
 EPISODES = 10
-# (label, algorithm, overrides)
-CASES = [("bc", "bc", {}), ("td3_bc", "td3_bc", {}), ("iql", "iql", {}),
-         ("diffusion_bc", "diffusion_bc", {}), ("diffusion_ql", "diffusion_ql", {}),
-         ("diffusion_ql + EDP", "diffusion_ql", {"action_approx": "true"}),
-         ("idql", "idql", {})]
-EVAL_CASES = ["bc", "diffusion_bc", "diffusion_ql", "idql"]
+
+
+def cases():
+    """(label, algorithm, overrides): every algorithm at its defaults, and Diffusion-QL with
+    EDP's action approximation."""
+    out = [(a, a, {}) for a in algos.ALGOS]
+    i = [c[0] for c in out].index("diffusion_ql") + 1
+    return out[:i] + [("diffusion_ql + EDP", "diffusion_ql", {"action_approx": True})] + out[i:]
 
 
 def _trains(quick: bool, log):
@@ -41,12 +43,10 @@ def _trains(quick: bool, log):
     ds_id = datasets.build(env_id, level, log=log)
     data, env = datasets.load(ds_id), envs.make(env_id)
     out = []
-    for label, algo, sets in CASES:
+    for label, algo, sets in cases():
         sets = dict(sets)
         if quick:
-            sets.update(batch_size="16", hidden="16,16", eval_every="1", steps="1")
-            if algo == "idql":
-                sets["actor_hidden"] = "16,16"
+            sets.update(algos.get(algo).TINY, batch_size=16, eval_every=1, steps=1)
         cfg = apply_overrides(algos.get(algo).Config(), sets)
         out.append((label, algo, cfg, algos.get(algo).make_train(cfg, data, env)))
     return out, env
@@ -76,16 +76,17 @@ def run_policies(quick=False, log=print, max_seed_seconds=60.0):
                                   None if flops is None else k * flops, peak, True, log,
                                   max_seed_seconds, notes)
     for label, algo, cfg, tr in trains:
-        if label not in EVAL_CASES:
+        if label.endswith("EDP"):  # acts like Diffusion-QL
             continue
         rows += _eval_rows(label, algo, cfg, tr, env, 2 if quick else EPISODES, peak, log)
     return rows, (peak, speed.matmul_peak(sizes)), notes
 
 
 def _nets(cfg) -> str:
-    parts = [f"hidden {'x'.join(map(str, cfg.hidden))}"]
-    if hasattr(cfg, "T"):
-        parts.append(f"T={cfg.T}")
+    parts = [f"hidden {'x'.join(map(str, cfg.hidden))}"] if hasattr(cfg, "hidden") else []
+    if hasattr(cfg, "diffusion"):
+        d = cfg.diffusion
+        parts.append(f"{d.backbone} {d.depth}x{d.width}, T={d.T} {d.sampler}")
     if hasattr(cfg, "n_candidates"):
         parts.append(f"N={cfg.n_candidates}")
     if getattr(cfg, "action_approx", False):
@@ -96,8 +97,7 @@ def _nets(cfg) -> str:
 def _eval_rows(label, algo, cfg, tr, env, episodes, peak, log):
     from envs.evaluation import make_evaluate
 
-    act = algos.get(algo).make_act(cfg)
-    run = make_evaluate(act, env, episodes, stateful=True)
+    run = make_evaluate(algos.get(algo).make_policy(cfg, env.spec), env, episodes)
     keys = jax.random.split(jax.random.PRNGKey(1), speed.SEEDS)
     state = jax.jit(tr.init_algo)(keys[0])
     states = jax.jit(jax.vmap(tr.init_algo))(keys)

@@ -11,7 +11,9 @@ tables and an optional `[leaderboard]` table:
     datasets = ["jaxrl/pendulum/medium-expert-v0"]
     seeds = 5                               # seeds 0..4, all in one vmapped program
     steps = 2000                            # gradient steps (Config.steps)
-    set = { eval_every = 1000 }             # Config overrides, as `bench train --set`
+    set = { eval_every = 1000 }             # Config overrides, as `bench train --set`,
+                                            # typed; nested fields as a table or dotted:
+                                            # diffusion = { sampler = "ddim", steps = 3 }
     label = "Diffusion-BC (T=5)"            # optional, one algo only: the method's name in
                                             # the tables (default: the algorithm's name)
     [leaderboard]
@@ -28,16 +30,13 @@ import dataclasses
 import time
 import tomllib
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import algos
-from algos.common import ConfigError
+from algos.config import ConfigError, flatten
 from bench import train
 
 SWEEPS = Path(__file__).resolve().parent / "sweeps"
-# The name each algorithm has in the tables unless its group gives a label.
-NAMES = {"bc": "BC", "td3_bc": "TD3+BC", "iql": "IQL", "diffusion_bc": "Diffusion-BC",
-         "diffusion_ql": "Diffusion-QL", "idql": "IDQL"}
 TOP_KEYS = {"description", "include", "data_tier", "group", "leaderboard"}
 GROUP_KEYS = {"algos", "datasets", "seeds", "steps", "set", "label"}
 LEADERBOARD_KEYS = {"compare"}
@@ -54,14 +53,14 @@ class Cell:
     dataset: str
     seeds: int
     steps: Optional[int]
-    overrides: Tuple[Tuple[str, str], ...]
+    overrides: Tuple[Tuple[str, Any], ...]   # (dotted field, typed value)
 
     @property
-    def sets(self) -> Dict[str, str]:
+    def sets(self) -> Dict[str, Any]:
         return dict(self.overrides)
 
     def config(self):
-        return train.make_config(self.algo, self.steps, self.sets)
+        return train.make_config(self.algo, self.steps, self.sets, self.dataset, typed=True)
 
     def path(self, runs: Path) -> Path:
         return Path(runs) / f"{train.cell_name(self.algo, self.dataset, self.config())}.json"
@@ -98,13 +97,13 @@ def resolve(name_or_path) -> Path:
     return path
 
 
-def _scalar(value, where: str) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float, str)):
-        return str(value)
-    if isinstance(value, list) and all(isinstance(v, (int, float)) for v in value):
-        return ",".join(str(v) for v in value)
+def _typed(value, where: str):
+    """A TOML value as it goes into a Config: typed, lists as tuples (a Cell is hashable)."""
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                       for v in value):
+        return tuple(value)
     raise SweepError(f"{where}: value {value!r} must be a number, a bool, a string or a list "
                      "of numbers")
 
@@ -150,19 +149,20 @@ def _group_cells(g: dict, where: str) -> List[Cell]:
     sets = g.get("set", {})
     if not isinstance(sets, dict):
         raise SweepError(f"{where}: 'set' must be a table, e.g. set = {{ eval_every = 1000 }}")
-    overrides = tuple((k, _scalar(v, f"{where}: set.{k}")) for k, v in sets.items())
+    overrides = tuple((k, _typed(v, f"{where}: set.{k}")) for k, v in flatten(sets).items())
     label = g.get("label")
     if label is not None and (not isinstance(label, str) or len(names["algos"]) != 1):
         raise SweepError(f"{where}: 'label' names one method: give it as a string, in a group "
                          "with one algorithm")
     cells = []
     for a in names["algos"]:
-        cell = Cell(label or NAMES.get(a, a), a, "", seeds, steps, overrides)
-        try:
-            cell.config()
-        except ConfigError as e:
-            raise SweepError(f"{where}: {a}: {e}") from None
-        cells += [dataclasses.replace(cell, dataset=ds) for ds in names["datasets"]]
+        for ds in names["datasets"]:
+            cell = Cell(label or algos.label(a), a, ds, seeds, steps, overrides)
+            try:
+                cell.config()
+            except ConfigError as e:
+                raise SweepError(f"{where}: {a} on {ds}: {e}") from None
+            cells.append(cell)
     return cells
 
 
@@ -275,7 +275,7 @@ def run(sweep: Sweep, runs: Path = train.RUNS, checkpoints: Path = train.CHECKPO
         result = train.run(cell.algo, cell.dataset, cell.seeds, cell.steps, cell.sets, out=runs,
                            checkpoints=checkpoints, force=force,
                            command=f"python -m bench sweep {sweep.name}",
-                           log=lambda m: log(f"  {m}"))
+                           log=lambda m: log(f"  {m}"), typed=True)
         n_done += 1
         compile_s += result["compile_s"]
         run_s += result["wall_s"]

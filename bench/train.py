@@ -21,7 +21,7 @@ import numpy as np
 
 import algos
 from algos import checkpoint
-from algos.common import ConfigError, apply_overrides, config_dict, config_hash
+from algos.config import ConfigError, apply_overrides, config_dict, config_hash
 from bench import sysinfo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,16 +40,22 @@ def parse_sets(pairs) -> Dict[str, str]:
     return out
 
 
-def make_config(algo: str, steps: Optional[int] = None, overrides: Optional[dict] = None):
-    """The algorithm's Config with `--steps` and `--set` applied (one-line errors)."""
+def make_config(algo: str, steps: Optional[int] = None, overrides: Optional[dict] = None,
+                dataset_id: Optional[str] = None, typed: bool = False):
+    """The algorithm's Config for `dataset_id`: its defaults, then the paper's per-task settings
+    for that dataset (`task_defaults`, e.g. Diffusion-QL's eta and gradient clip), then
+    `--steps` and the overrides: `--set` strings, or a sweep file's typed values (`typed`);
+    one-line errors."""
     module = algos.get(algo)
-    overrides = dict(overrides or {})
     base = module.Config()
+    if dataset_id is not None:
+        base = apply_overrides(base, algos.task_defaults(algo, dataset_id))
+    overrides = dict(overrides or {})
     if steps is not None:
-        overrides.setdefault("steps", str(steps))
+        overrides.setdefault("steps", steps)
         if "eval_every" not in overrides and steps < base.eval_every:
-            overrides["eval_every"] = str(steps)
-    return apply_overrides(base, overrides)
+            overrides["eval_every"] = steps
+    return apply_overrides(base, overrides, typed)
 
 
 def cell_name(algo: str, dataset_id: str, config) -> str:
@@ -121,7 +127,7 @@ def existing(path: Path, seeds: int, config, force: bool = False) -> Optional[di
 def run(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None,
         overrides: Optional[dict] = None, out: Path = RUNS, checkpoints: Path = CHECKPOINTS,
         command: str = "", force: bool = False, log: Callable[[str], None] = print,
-        return_state: bool = False):
+        return_state: bool = False, typed: bool = False):
     """Train `seeds` seeds of `algo` on `dataset_id`; returns (and writes) the results, and
     with `return_state` also the final `TrainState` of every seed (leading seed axis)."""
     import envs
@@ -129,7 +135,7 @@ def run(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None,
 
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
-    config = make_config(algo, steps, overrides)
+    config = make_config(algo, steps, overrides, dataset_id, typed)
     chash = config_hash(config)
     name = cell_name(algo, dataset_id, config)
     path = Path(out) / f"{name}.json"

@@ -7,6 +7,12 @@ episode:
     raw_step(key, inner, action) -> (obs, inner, reward, terminated)
     raw_state_from_obs(obs) -> inner            (optional)
 
+An env may have task parameters (`TaskSpace`: Maze2D's goal; later a target velocity or
+direction) that live in its inner state: `reset(key, task)` starts an episode of that task,
+auto-resets keep it, `task(state)` reads it back, and `sample_task(key)` draws one, so
+evaluation vmaps over tasks as it vmaps over seeds. Without a task an episode has the env id's
+default one (D4RL's fixed goal for Maze2D).
+
 `Env` adds the episode bookkeeping every source shares: a step counter, truncation at the env
 id's episode length, the running return, and auto-reset with a *fresh random start* (a new
 `raw_reset` with a new key, not a cached first state), keeping the finished episode's last
@@ -53,6 +59,17 @@ class EnvSpec:
         return 100.0 * (returns - self.ref_min_score) / (self.ref_max_score - self.ref_min_score)
 
 
+class TaskSpace(NamedTuple):
+    """An env's task parameters: a pytree per task (e.g. a goal position)."""
+    default: Callable          # () -> task: the env id's own task
+    sample: Callable           # key -> task: a task drawn at random
+    of: Callable               # inner state -> its task
+    reset: Callable            # (key, task) -> (obs, inner): raw_reset for that task
+
+
+NO_TASK = jnp.zeros((0,), jnp.float32)
+
+
 def tree_where(cond, a, b):
     """Elementwise select between two pytrees of identical structure."""
     return jax.tree_util.tree_map(lambda x, y: jnp.where(cond, x, y), a, b)
@@ -64,12 +81,36 @@ class Env:
     raw_reset: Callable
     raw_step: Callable
     raw_state_from_obs: Optional[Callable] = None
+    tasks: Optional[TaskSpace] = None
 
     # --- the functional API -------------------------------------------------------------
-    def reset(self, key):
-        obs, inner = self.raw_reset(key)
+    def reset(self, key, task=None):
+        """A new episode; `task` (see `TaskSpace`) or the env id's default task."""
+        if task is None:
+            obs, inner = self.raw_reset(key)
+        else:
+            obs, inner = self._tasks().reset(key, task)
         state = EnvState(inner, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32))
         return obs.astype(jnp.float32), state
+
+    def _tasks(self) -> TaskSpace:
+        if self.tasks is None:
+            raise EnvError(f"{self.spec.env_id} has no task parameters")
+        return self.tasks
+
+    @property
+    def has_tasks(self) -> bool:
+        return self.tasks is not None
+
+    def task(self, state: EnvState):
+        """The task of the episode in `state` (an empty array for envs without tasks)."""
+        return NO_TASK if self.tasks is None else self.tasks.of(state.inner)
+
+    def sample_task(self, key):
+        return self._tasks().sample(key)
+
+    def default_task(self):
+        return NO_TASK if self.tasks is None else self.tasks.default()
 
     def step(self, key, state: EnvState, action):
         """One step with auto-reset.
@@ -91,7 +132,10 @@ class Env:
         ep_return = state.ep_return + reward
         info = {"final_obs": obs, "episode_return": ep_return, "episode_length": t}
 
-        reset_obs, reset_inner = self.raw_reset(k_reset)
+        if self.tasks is None:
+            reset_obs, reset_inner = self.raw_reset(k_reset)
+        else:  # the next episode keeps this episode's task
+            reset_obs, reset_inner = self.tasks.reset(k_reset, self.tasks.of(state.inner))
         next_obs = jnp.where(done, reset_obs.astype(jnp.float32), obs)
         next_state = EnvState(
             tree_where(done, reset_inner, inner),
@@ -104,14 +148,19 @@ class Env:
     def supports_state_from_obs(self) -> bool:
         return self.raw_state_from_obs is not None
 
-    def state_from_obs(self, obs) -> EnvState:
-        """The state an observation describes (time step 0 of a new episode)."""
+    def state_from_obs(self, obs, task=None) -> EnvState:
+        """The state an observation describes (time step 0 of a new episode), in `task` (or
+        the default task) for envs with task parameters."""
         if self.raw_state_from_obs is None:
             raise EnvError(
                 f"{self.spec.env_id}: the observation does not determine the state, so "
                 "state_from_obs is unsupported (see the env table in README.md)"
             )
-        inner = self.raw_state_from_obs(jnp.asarray(obs, jnp.float32))
+        obs = jnp.asarray(obs, jnp.float32)
+        if self.tasks is None:
+            inner = self.raw_state_from_obs(obs)
+        else:
+            inner = self.raw_state_from_obs(obs, self.tasks.default() if task is None else task)
         return EnvState(inner, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32))
 
     # --- conveniences -------------------------------------------------------------------

@@ -16,43 +16,64 @@ def normalized_score(env_id: str, returns):
     return _spec(env_id).normalize(returns)
 
 
-def make_evaluate(act_fn: Callable, env: Env, episodes: int, stateful: bool):
-    """A pure function `(policy_state, key) -> (returns, lengths)` for `episodes` episodes.
+def _as_carry_policy(policy, stateful: bool):
+    """`(init_carry, act)` with `act(state, carry, obs, key) -> (action, carry)` from a policy
+    object with those two functions (`algos.loop.Policy`), or from a plain
+    `act(policy_state, obs, key)` (`stateful`) or `act(obs, key)`."""
+    if hasattr(policy, "init_carry") and hasattr(policy, "act"):
+        return policy.init_carry, policy.act
+    plain = policy if stateful else (lambda _, obs, key: policy(obs, key))
+    return (lambda state, obs, task: ()), (lambda state, carry, obs, key:
+                                           (plain(state, obs, key), carry))
 
-    `act_fn(obs, key)` (or `act_fn(policy_state, obs, key)` when `stateful`) acts on one
-    observation; it is vmapped over episodes here. Episodes run until every one of them has
-    ended (terminated, or truncated at the env's episode length); the loop stops early once
-    all are done, so short failing episodes cost little.
+
+def make_evaluate(policy, env: Env, episodes: int, stateful: bool = True):
+    """A pure function `(policy_state, key, task=None) -> (returns, lengths)` for `episodes`
+    episodes.
+
+    `policy` is a `Policy` (`init_carry(state, obs, task)`, `act(state, carry, obs, key) ->
+    (action, carry)`: the carry holds a plan, a history or a goal), or a memoryless
+    `act(policy_state, obs, key)` (`stateful`) / `act(obs, key)`. It is vmapped over episodes
+    here. `task`: the env's task parameters for every episode (default: the env id's task);
+    vmap the returned function over tasks to evaluate several. Episodes run until every one
+    of them has ended (terminated, or truncated at the env's episode length); the loop stops
+    early once all are done, so short failing episodes cost little, and a finished episode's
+    return and length stop counting.
     """
-    policy = act_fn if stateful else (lambda _, obs, key: act_fn(obs, key))
+    init_carry, act = _as_carry_policy(policy, stateful)
     horizon = env.spec.episode_length
 
-    def run(policy_state, key):
+    def run(policy_state, key, task=None):
         k_reset, k_loop = jax.random.split(key)
-        obs, state = jax.vmap(env.reset)(jax.random.split(k_reset, episodes))
+        resets = jax.random.split(k_reset, episodes)
+        if task is None:
+            obs, state = jax.vmap(env.reset)(resets)
+        else:
+            obs, state = jax.vmap(env.reset, in_axes=(0, None))(resets, task)
+        carry = jax.vmap(init_carry, in_axes=(None, 0, 0))(policy_state, obs,
+                                                           jax.vmap(env.task)(state))
         alive = jnp.ones((episodes,), bool)
         ret = jnp.zeros((episodes,), jnp.float32)
         length = jnp.zeros((episodes,), jnp.int32)
 
-        def cond(carry):
-            t, _, _, alive, _, _ = carry
-            return jnp.logical_and(t < horizon, alive.any())
+        def cond(c):
+            return jnp.logical_and(c[0] < horizon, c[4].any())
 
-        def body(carry):
-            t, obs, state, alive, ret, length = carry
+        def body(c):
+            t, obs, state, carry, alive, ret, length = c
             k_act, k_env = jax.random.split(jax.random.fold_in(k_loop, t))
-            act = jax.vmap(policy, in_axes=(None, 0, 0))(
-                policy_state, obs, jax.random.split(k_act, episodes))
+            action, carry = jax.vmap(act, in_axes=(None, 0, 0, 0))(
+                policy_state, carry, obs, jax.random.split(k_act, episodes))
             obs, state, r, term, trunc, _ = jax.vmap(env.step)(
-                jax.random.split(k_env, episodes), state, act)
+                jax.random.split(k_env, episodes), state, action)
             ret = ret + jnp.where(alive, r, 0.0)
             length = length + alive.astype(jnp.int32)
             alive = alive & ~(term | trunc)
-            return t + 1, obs, state, alive, ret, length
+            return t + 1, obs, state, carry, alive, ret, length
 
-        carry = (jnp.zeros((), jnp.int32), obs, state, alive, ret, length)
-        _, _, _, _, ret, length = jax.lax.while_loop(cond, body, carry)
-        return ret, length
+        c = (jnp.zeros((), jnp.int32), obs, state, carry, alive, ret, length)
+        c = jax.lax.while_loop(cond, body, c)
+        return c[5], c[6]
 
     return run
 

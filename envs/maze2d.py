@@ -13,6 +13,9 @@ pure JAX, so it runs vmapped on the accelerator:
   state, so `state_from_obs` is exact.
 - resets: a uniformly chosen free cell plus U(-0.1, 0.1) position noise and N(0, 0.1) velocity,
   as in D4RL.
+- the goal is a task parameter (`Env.reset(key, task=goal_xy)`, `Env.sample_task` draws a free
+  cell's centre): it lives in the state, so evaluation vmaps over goals (Diffuser's Multi2D).
+  Without one, an episode has D4RL's fixed goal.
 
 The waypoint controller D4RL generated its datasets with lives here too (`waypoint_action`): a
 breadth-first planner over the cells gives the next cell towards the goal, and a PD controller
@@ -28,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from envs.core import Env, EnvSpec
+from envs.core import Env, EnvSpec, TaskSpace
 
 # D4RL's layouts ('#' wall, 'O' free, 'G' goal).
 LAYOUTS = {
@@ -51,8 +54,9 @@ KP, KD = 4.0, 1.0
 
 
 class MazeState(NamedTuple):
-    pos: jax.Array  # (2,)
-    vel: jax.Array  # (2,)
+    pos: jax.Array   # (2,)
+    vel: jax.Array   # (2,)
+    goal: jax.Array  # (2,) the episode's goal position (its task)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -119,7 +123,7 @@ def _dynamics(walls, state: MazeState, action):
         blocked = _hits_wall(walls, trial)
         pos = jnp.where(blocked, pos, trial)
         new_vel = new_vel.at[axis].set(jnp.where(blocked, 0.0, vel[axis]))
-    return MazeState(pos, new_vel)
+    return MazeState(pos, new_vel, state.goal)
 
 
 def _obs(state: MazeState):
@@ -132,24 +136,30 @@ def make_maze2d(spec: EnvSpec, name: str) -> Env:
     free = jnp.asarray(maze.free_cells, jnp.float32)
     goal = jnp.asarray(maze.goal, jnp.float32)
 
-    def raw_reset(key):
+    def reset_task(key, goal_xy):
         k1, k2, k3 = jax.random.split(key, 3)
         cell = free[jax.random.randint(k1, (), 0, free.shape[0])]
         pos = cell + jax.random.uniform(k2, (2,), minval=-0.1, maxval=0.1)
         vel = 0.1 * jax.random.normal(k3, (2,))
-        state = MazeState(pos, vel)
+        state = MazeState(pos, vel, jnp.asarray(goal_xy, jnp.float32))
         return _obs(state), state
+
+    def raw_reset(key):
+        return reset_task(key, goal)
 
     def raw_step(key, state, action):
         del key
         state = _dynamics(walls, state, action)
-        reward = (jnp.linalg.norm(state.pos - goal) <= GOAL_RADIUS).astype(jnp.float32)
+        reward = (jnp.linalg.norm(state.pos - state.goal) <= GOAL_RADIUS).astype(jnp.float32)
         return _obs(state), state, reward, jnp.zeros((), bool)
 
-    def raw_state_from_obs(obs):
-        return MazeState(obs[:2], obs[2:4])
+    def raw_state_from_obs(obs, goal_xy):
+        return MazeState(obs[:2], obs[2:4], jnp.asarray(goal_xy, jnp.float32))
 
-    return Env(spec, raw_reset, raw_step, raw_state_from_obs)
+    tasks = TaskSpace(default=lambda: goal,
+                      sample=lambda key: free[jax.random.randint(key, (), 0, free.shape[0])],
+                      of=lambda inner: inner.goal, reset=reset_task)
+    return Env(spec, raw_reset, raw_step, raw_state_from_obs, tasks)
 
 
 def waypoint_action(maze: Maze, obs, goal_index):

@@ -10,7 +10,7 @@ import pytest
 import algos
 import envs
 from algos import checkpoint
-from algos.common import ConfigError, apply_overrides, config_hash
+from algos.config import ConfigError, apply_overrides, config_hash
 from bench import train as bench_train
 from bench.cli import main as cli
 from envs import bandit, datasets
@@ -18,10 +18,6 @@ from envs import bandit, datasets
 BANDIT = "jaxrl/bandit/multimodal-v0"
 # Tiny budgets: 4 updates in 2 evaluation periods, narrow networks, 2 episodes per evaluation.
 TINY = {"steps": "4", "eval_every": "2", "eval_episodes": "2", "batch_size": "32"}
-NARROW = {"bc": {"hidden": "32,32"}, "td3_bc": {"hidden": "32,32"}, "iql": {"hidden": "32,32"},
-          "diffusion_bc": {"hidden": "32,32"}, "diffusion_ql": {"hidden": "32,32",
-                                                                "n_candidates": "4"},
-          "idql": {"hidden": "32,32", "actor_hidden": "32,32", "n_candidates": "4"}}
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +27,7 @@ def bandit_data():
 
 
 def _tiny(algo):
-    return apply_overrides(algos.get(algo).Config(), {**TINY, **NARROW[algo]})
+    return apply_overrides(algos.get(algo).Config(), {**TINY, **algos.get(algo).TINY})
 
 
 _TRAINS = {}
@@ -91,8 +87,8 @@ def test_save_restore_continue_equals_an_uninterrupted_run(algo, bandit_data, tm
 def test_act_returns_actions_inside_the_env_bounds(algo, bandit_data):
     tr, _, _, init, _ = _train(algo, bandit_data)
     state = init(jax.random.PRNGKey(0))
-    act = algos.get(algo).make_act(tr.config)
-    a = jax.jit(jax.vmap(lambda k: act(state.algo, jnp.zeros(1), k)))(
+    policy = algos.get(algo).make_policy(tr.config, envs.make("bandit-2d").spec)
+    a = jax.jit(jax.vmap(lambda k: policy.act(state.algo, (), jnp.zeros(1), k)[0]))(
         jax.random.split(jax.random.PRNGKey(1), 64))
     assert a.shape == (64, 2)
     assert float(jnp.abs(a).max()) <= 1.0
@@ -208,7 +204,7 @@ def test_diffusion_bc_covers_every_mode_where_gaussian_bc_covers_none(bandit_dat
 
     data, env = bandit_data
     cover = {}
-    for algo, sets in [("bc", {}), ("diffusion_bc", {"T": "20", "lr": "1e-3",
+    for algo, sets in [("bc", {}), ("diffusion_bc", {"diffusion.T": "20", "lr": "1e-3",
                                                      "lr_decay": "false"})]:
         cfg = apply_overrides(algos.get(algo).Config(), {
             "steps": "2000", "eval_every": "2000", "eval_episodes": "2", **sets})

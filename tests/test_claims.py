@@ -29,7 +29,7 @@ def test_a_claim_holds_only_when_its_tests_agree(tmp_path):
 
 
 def test_unknown_claim_is_a_one_line_error():
-    from algos.common import ConfigError
+    from algos.config import ConfigError
 
     with pytest.raises(ConfigError, match="unknown claim 'nope'; claims: expressiveness"):
         claims.get("nope")

@@ -16,11 +16,17 @@ from envs import bandit, datasets
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = """
 [[group]]
-algos = ["bc", "diffusion_bc"]
+algos = ["bc"]
 datasets = ["jaxrl/bandit/multimodal-v0"]
 seeds = 3
 steps = 6
 set = { eval_every = 3, eval_episodes = 2, hidden = [32, 32], batch_size = 32 }
+[[group]]
+algos = ["diffusion_bc"]
+datasets = ["jaxrl/bandit/multimodal-v0"]
+seeds = 3
+steps = 6
+set = { eval_every = 3, eval_episodes = 2, batch_size = 32, diffusion.width = 32 }
 """
 
 

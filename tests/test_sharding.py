@@ -15,7 +15,8 @@ from bench import train as bench_train
 from envs import datasets
 
 BANDIT = "jaxrl/bandit/multimodal-v0"
-SETS = {"eval_every": "3", "eval_episodes": "2", "hidden": "32,32", "batch_size": "32"}
+SETS = {"eval_every": "3", "eval_episodes": "2", "diffusion.width": "32",
+        "diffusion.depth": "2", "batch_size": "32"}
 ROOT = Path(__file__).resolve().parent.parent
 
 

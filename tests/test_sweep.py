@@ -17,11 +17,17 @@ BANDIT = "jaxrl/bandit/multimodal-v0"
 SMALL = """
 description = "test sweep"
 [[group]]
-algos = ["bc", "diffusion_bc"]
+algos = ["bc"]
 datasets = ["jaxrl/bandit/multimodal-v0"]
 seeds = 2
 steps = 9
 set = { eval_every = 3, eval_episodes = 2, hidden = [32, 32], batch_size = 32 }
+[[group]]
+algos = ["diffusion_bc"]
+datasets = ["jaxrl/bandit/multimodal-v0"]
+seeds = 2
+steps = 9
+set = { eval_every = 3, eval_episodes = 2, batch_size = 32, diffusion = { width = 32, depth = 2 } }
 [leaderboard]
 compare = [["Diffusion-BC", "BC"]]
 """
@@ -53,9 +59,10 @@ def test_an_include_can_skip_methods():
 def test_groups_expand_to_cells_and_settings_reach_the_config(tmp_path):
     s = sweep.load(_write(tmp_path, SMALL))
     assert [(c.label, c.algo) for c in s.cells] == [("BC", "bc"), ("Diffusion-BC", "diffusion_bc")]
+    assert s.cells[0].config().hidden == (32, 32)
     config = s.cells[1].config()
-    assert (config.steps, config.eval_every, config.hidden, config.batch_size) == \
-        (9, 3, (32, 32), 32)
+    assert (config.steps, config.eval_every, config.batch_size) == (9, 3, 32)
+    assert (config.diffusion.width, config.diffusion.depth) == (32, 2)
     assert s.compare == (("Diffusion-BC", "BC"),)
 
 
@@ -70,7 +77,7 @@ def test_groups_expand_to_cells_and_settings_reach_the_config(tmp_path):
     ("[[group]]\nalgos=['bc']\ndatasets=['jaxrl/bandit/multimodal-v0']\nseeds=0\n",
      "'seeds' must be a positive integer"),
     ("[[group]]\nalgos=['bc']\ndatasets=['jaxrl/bandit/multimodal-v0']\nseeds=5\n"
-     "set={lr='fast'}\n", "bc: --set lr=fast: expected float"),
+     "set={lr='fast'}\n", "lr = 'fast': expected float"),
     ("[[group]]\nalgos=['bc']\ndatasets=['jaxrl/bandit/multimodal-v0']\nseeds=5\n"
      "set={nope=1}\n", "unknown config field 'nope'"),
     ("[[group]]\nalgos=['bc','iql']\nlabel='x'\ndatasets=['jaxrl/bandit/multimodal-v0']\n"

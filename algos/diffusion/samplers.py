@@ -41,14 +41,41 @@ def _initial(key, shape, scale, x_T, inpaint):
     return apply_inpainting(x, inpaint)
 
 
-def sampling_timesteps(T: int, steps: int) -> np.ndarray:
-    """``steps`` distinct indices spread evenly over ``0 .. T-1``, decreasing, ending at 0."""
+SPACINGS = ("even", "logsnr")
+
+
+def sampling_timesteps(T: int, steps: int, spacing: str = "even",
+                       alphas_cumprod=None) -> np.ndarray:
+    """``steps`` distinct indices of ``0 .. T-1``, decreasing, from ``T-1`` down to 0.
+
+    ``spacing="even"``: evenly spread indices. ``"logsnr"``: evenly spread in the log
+    signal-to-noise ratio ``lambda_t = log(sqrt(abar_t) / sqrt(1 - abar_t))`` of the schedule
+    (``alphas_cumprod`` needed), the spacing DPM-Solver recommends: even spacing of a cosine
+    schedule crowds the steps where lambda changes slowly and over-disperses at ~20 steps. Each
+    target lambda maps to its nearest index, then collisions are pushed apart so exactly
+    ``steps`` distinct indices remain.
+    """
     steps = int(steps)
     if not 1 <= steps <= T:
         raise ValueError(f"steps must be between 1 and T={T}, got {steps}")
+    if spacing not in SPACINGS:
+        raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
     if steps == 1:
         return np.array([T - 1])
-    return np.round(np.linspace(0, T - 1, steps)).astype(np.int32)[::-1].copy()
+    if spacing == "even":
+        return np.round(np.linspace(0, T - 1, steps)).astype(np.int32)[::-1].copy()
+    if alphas_cumprod is None:
+        raise ValueError("log-SNR spacing needs the schedule's alphas_cumprod")
+    abar = np.asarray(alphas_cumprod, np.float64)
+    lam = 0.5 * (np.log(abar) - np.log1p(-abar))              # decreasing in t
+    targets = np.linspace(lam[0], lam[-1], steps)               # from t = 0 to t = T - 1
+    idx = np.abs(lam[None, :] - targets[:, None]).argmin(1)     # increasing, maybe repeated
+    idx[0], idx[-1] = 0, T - 1
+    for i in range(1, steps):                                   # distinct, increasing ...
+        idx[i] = max(idx[i], idx[i - 1] + 1)
+    for i in range(steps - 1, -1, -1):                          # ... and within 0 .. T-1
+        idx[i] = min(idx[i], T - 1 - (steps - 1 - i))
+    return idx.astype(np.int32)[::-1].copy()
 
 
 def ddpm_sample(denoise_fn, sched: Schedule, key, shape, cond=None, *, parameterization="eps",
@@ -89,13 +116,15 @@ def ddpm_sample(denoise_fn, sched: Schedule, key, shape, cond=None, *, parameter
 
 def ddim_sample(denoise_fn, sched: Schedule, key, shape, cond=None, *, steps=None, eta=0.0,
                 parameterization="eps", clip_x0=None, inpaint=None, x_T=None,
-                return_chain=False):
-    """DDIM (Song et al. 2021) over ``steps <= T`` evenly spaced timesteps.
+                return_chain=False, spacing="even"):
+    """DDIM (Song et al. 2021) over ``steps <= T`` timesteps (``spacing``: see
+    ``sampling_timesteps``).
 
     ``eta = 0`` is the deterministic probability-flow sampler; ``eta = 1`` with ``steps = T``
     has DDPM's posterior variance.
     """
-    ts = sampling_timesteps(sched.T, sched.T if steps is None else steps)
+    ts = sampling_timesteps(sched.T, sched.T if steps is None else steps, spacing,
+                            sched.alphas_cumprod)
     k_init, k_steps = jax.random.split(key)
     x_init = _initial(k_init, shape, 1.0, x_T, inpaint)
     abar = sched.alphas_cumprod
@@ -118,14 +147,16 @@ def ddim_sample(denoise_fn, sched: Schedule, key, shape, cond=None, *, steps=Non
 
 def dpm_solver_pp_sample(denoise_fn, sched: Schedule, key, shape, cond=None, *, steps=10,
                          parameterization="eps", clip_x0=None, inpaint=None, x_T=None,
-                         return_chain=False):
+                         return_chain=False, spacing="even"):
     """DPM-Solver++(2M) (Lu et al. 2022), the multistep second-order data-prediction solver.
 
-    Runs ``steps`` denoiser calls over evenly spaced timesteps. The first step is first order
-    (no history yet) and so is the last one, which lands on the clean sample (lambda = +inf),
-    as in the reference implementations.
+    Runs ``steps`` denoiser calls over the timesteps of ``sampling_timesteps(T, steps,
+    spacing)`` (``"logsnr"`` is the solver's own recommendation). The first step is first
+    order (no history yet) and so is the last one, which lands on the clean sample
+    (lambda = +inf), as in the reference implementations; one step is one first-order jump
+    from ``T-1`` to the clean sample.
     """
-    ts = sampling_timesteps(sched.T, steps)
+    ts = sampling_timesteps(sched.T, steps, spacing, sched.alphas_cumprod)
     n = len(ts)
     k_init, _ = jax.random.split(key)
     x_init = _initial(k_init, shape, 1.0, x_T, inpaint)
@@ -138,7 +169,9 @@ def dpm_solver_pp_sample(denoise_fn, sched: Schedule, key, shape, cond=None, *, 
     pad = lambda a, v: jnp.concatenate([a, jnp.full((1,), v, a.dtype)])  # noqa: E731
     c_x = pad(sigma[1:] / sigma[:-1], 0.0)               # x_next = c_x x + c_d D
     c_d = pad(-alpha[1:] * jnp.expm1(-h), 1.0)
-    r = jnp.concatenate([jnp.ones((1,), h.dtype), h[:-1] / h[1:], jnp.ones((1,), h.dtype)])
+    # r_i = h_{i-1} / h_i for the steps that have a previous one (n - 2 of them), 1 elsewhere.
+    r = jnp.concatenate([jnp.ones((1,), h.dtype), h[:-1] / h[1:],
+                         jnp.ones((min(n - 1, 1),), h.dtype)])
     second = (jnp.arange(n) > 0) & ~last                  # steps that use the previous D
     w_cur = jnp.where(second, 1 + 0.5 / r, 1.0)
     w_prev = jnp.where(second, -0.5 / r, 0.0)

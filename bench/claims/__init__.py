@@ -61,7 +61,7 @@ def verdict(lo: float, hi: float, threshold: float) -> str:
 
 
 def get(name: str):
-    from algos.common import ConfigError
+    from algos.config import ConfigError
 
     if name not in CLAIMS:
         raise ConfigError(f"unknown claim {name!r}; claims: {', '.join(CLAIMS)}")

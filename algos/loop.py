@@ -1,0 +1,141 @@
+"""The training loop every offline algorithm shares, its policy interface, and the small
+optimisation pieces they all use.
+
+An algorithm module provides pure functions and hands them to `make_offline_train`:
+
+    init(key) -> algo_state                   networks, optimisers, the normaliser
+    update(algo_state, key) -> (algo_state, metrics)   one gradient step on a fresh batch
+    policy = make_policy(config, env_spec)    how the trained state acts (below)
+
+A `Policy` acts with a carry, so planners can keep a plan and a replanning counter, Decision
+Diffuser its history, a goal-conditioned policy its goal:
+
+    carry = policy.init_carry(algo_state, obs, task)       at an episode's first observation
+    action, carry = policy.act(algo_state, carry, obs, key) every step, env action units
+
+`task` is the env's task parameters (`Env.task(state)`, e.g. Maze2D's goal). Memoryless
+policies use `stateless(act)`. Evaluation runs the policy inside the same jitted, vmapped
+program as training.
+
+`make_offline_train` returns a `Train`: `train(key) -> (state, metrics)` is the whole run, one
+`lax.scan` over evaluation periods, each a `lax.scan` of `eval_every` updates followed by
+`eval_episodes` full episodes of the env. `train.init` and `train.run(state, periods)` split the
+same run so it can be checkpointed and resumed: `run(run(init(k), a), b) == train(k)` when
+`a + b == train.periods`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from algos.config import validate
+from envs.core import Env
+from envs.evaluation import make_evaluate
+
+
+class Policy(NamedTuple):
+    init_carry: Callable   # (algo_state, obs, task) -> carry
+    act: Callable          # (algo_state, carry, obs, key) -> (action, carry)
+
+
+def stateless(act: Callable) -> Policy:
+    """A `Policy` from `act(algo_state, obs, key) -> action` that needs no memory."""
+    return Policy(lambda state, obs, task: (),
+                  lambda state, carry, obs, key: (act(state, obs, key), carry))
+
+
+# --- optimisation ---------------------------------------------------------------------------
+def adam(lr: float, steps: int = 0, decay: str = "none", clip: float = 0.0,
+         decay_every: int = 1, decay_horizon: int = 0):
+    """Adam with an optional learning-rate decay and global-norm clipping.
+
+    `decay="cosine"`: cosine from `lr` to 0 over `steps` updates (optax's
+    `cosine_decay_schedule`). `decay="stepped_cosine"`: PyTorch's `CosineAnnealingLR(T_max =
+    decay_horizon)` stepped once every `decay_every` updates, as Diffusion-QL's released code
+    does (one scheduler step per 50k-update "epoch", T_max = its epoch count), which keeps the
+    rate near `lr` for the whole run."""
+    if decay == "cosine":
+        schedule = optax.cosine_decay_schedule(lr, steps)
+    elif decay == "stepped_cosine":
+        def schedule(step):
+            k = jnp.minimum(step // decay_every, decay_horizon)
+            return lr * 0.5 * (1.0 + jnp.cos(jnp.pi * k / decay_horizon))
+    else:
+        schedule = lr
+    opt = optax.adam(schedule)
+    return optax.chain(optax.clip_by_global_norm(clip), opt) if clip > 0 else opt
+
+
+def gradient_step(loss_fn: Callable, tx: optax.GradientTransformation, params, opt_state,
+                  *args, has_aux: bool = False):
+    """One optimiser step on `loss_fn(params, *args)`: `(params, opt_state, loss, aux)`
+    (`aux` is None without `has_aux`)."""
+    out, grads = jax.value_and_grad(loss_fn, has_aux=has_aux)(params, *args)
+    loss, aux = out if has_aux else (out, None)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss, aux
+
+
+def soft_update(target, online, tau):
+    """Polyak averaging `(1 - tau) target + tau online` (target networks, EMA actors)."""
+    return optax.incremental_update(online, target, tau)
+
+
+# --- the training loop ----------------------------------------------------------------------
+@flax.struct.dataclass
+class TrainState:
+    algo: Any             # the algorithm's own state pytree
+    key: jax.Array        # the run's PRNG key, split once per period
+    period: jax.Array     # evaluation periods completed (int32)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Train:
+    """`train(key)` runs everything; `init` + `run` do the same in resumable pieces."""
+    init_algo: Callable
+    update: Callable
+    policy: Policy
+    env: Env
+    config: Any
+
+    @property
+    def periods(self) -> int:
+        return self.config.steps // self.config.eval_every
+
+    def init(self, key) -> TrainState:
+        k_init, k_run = jax.random.split(key)
+        return TrainState(self.init_algo(k_init), k_run, jnp.zeros((), jnp.int32))
+
+    def run(self, state: TrainState, periods: int):
+        """`periods` more evaluation periods. Metrics have a leading `(periods,)` axis:
+        each update metric is its mean over the period; `step`, `return`, `score` (the
+        normalised score) are the mean over the evaluation episodes at the period's end."""
+        cfg = self.config
+        evaluate = make_evaluate(self.policy, self.env, cfg.eval_episodes)
+
+        def period(state: TrainState, _):
+            key = jax.random.fold_in(state.key, state.period)
+            k_upd, k_eval = jax.random.split(key)
+            algo, metrics = jax.lax.scan(self.update, state.algo,
+                                         jax.random.split(k_upd, cfg.eval_every))
+            metrics = jax.tree_util.tree_map(lambda m: m.mean(0), metrics)
+            returns, _ = evaluate(algo, k_eval)
+            metrics["step"] = (state.period + 1) * cfg.eval_every
+            metrics["return"] = returns.mean()
+            metrics["score"] = self.env.normalize(returns).mean()
+            return TrainState(algo, state.key, state.period + 1), metrics
+
+        return jax.lax.scan(period, state, None, length=periods)
+
+    def __call__(self, key):
+        return self.run(self.init(key), self.periods)
+
+
+def make_offline_train(config, env: Env, init_algo, update, policy: Policy) -> Train:
+    validate(config)
+    return Train(init_algo, update, policy, env, config)
