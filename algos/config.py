@@ -107,9 +107,8 @@ def _set(config, name: str, value, full: str, typed: bool):
     types = field_types(type(config))
     if head not in types:
         where = full[: len(full) - len(name)].rstrip(".")
-        owner = f"{where} of " if where else ""
-        raise ConfigError(f"unknown config field {full!r} ({owner}"
-                          f"{type(config).__module__.rsplit('.', 1)[-1]}); valid fields: "
+        owner = where or type(config).__module__.rsplit(".", 1)[-1]
+        raise ConfigError(f"unknown config field {full!r}; valid fields of {owner}: "
                           f"{', '.join(types)}")
     typ = types[head]
     if rest:

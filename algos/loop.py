@@ -50,24 +50,28 @@ def stateless(act: Callable) -> Policy:
 
 
 # --- optimisation ---------------------------------------------------------------------------
-def adam(lr: float, steps: int = 0, decay: str = "none", clip: float = 0.0,
-         decay_every: int = 1, decay_horizon: int = 0):
-    """Adam with an optional learning-rate decay and global-norm clipping.
-
-    `decay="cosine"`: cosine from `lr` to 0 over `steps` updates (optax's
-    `cosine_decay_schedule`). `decay="stepped_cosine"`: PyTorch's `CosineAnnealingLR(T_max =
-    decay_horizon)` stepped once every `decay_every` updates, as Diffusion-QL's released code
-    does (one scheduler step per 50k-update "epoch", T_max = its epoch count), which keeps the
-    rate near `lr` for the whole run."""
+def lr_schedule(lr: float, steps: int = 0, decay: str = "none", decay_every: int = 1,
+                decay_horizon: int = 0):
+    """The learning rate per update. `decay="cosine"`: cosine from `lr` to 0 over `steps`
+    updates (optax's `cosine_decay_schedule`). `decay="stepped_cosine"`: PyTorch's
+    `CosineAnnealingLR(T_max=decay_horizon)` stepped once every `decay_every` updates, as
+    Diffusion-QL's released code does (one scheduler step per 50k-update `agent.train` call,
+    T_max its epoch count), which keeps the rate near `lr` for the whole run."""
     if decay == "cosine":
-        schedule = optax.cosine_decay_schedule(lr, steps)
-    elif decay == "stepped_cosine":
+        return optax.cosine_decay_schedule(lr, steps)
+    if decay == "stepped_cosine":
         def schedule(step):
             k = jnp.minimum(step // decay_every, decay_horizon)
             return lr * 0.5 * (1.0 + jnp.cos(jnp.pi * k / decay_horizon))
-    else:
-        schedule = lr
-    opt = optax.adam(schedule)
+        return schedule
+    return optax.constant_schedule(lr)
+
+
+def adam(lr: float, steps: int = 0, decay: str = "none", clip: float = 0.0,
+         decay_every: int = 1, decay_horizon: int = 0):
+    """Adam at `lr_schedule(lr, steps, decay, ...)`, with global-norm clipping when
+    `clip > 0`."""
+    opt = optax.adam(lr_schedule(lr, steps, decay, decay_every, decay_horizon))
     return optax.chain(optax.clip_by_global_norm(clip), opt) if clip > 0 else opt
 
 

@@ -102,7 +102,7 @@ def test_overrides_parse_types_and_reject_unknown_or_ill_typed_fields():
                                                   "eval_every": "500"})
     assert (cfg.eta, cfg.max_q_backup, cfg.hidden, cfg.steps) == (0.5, True, (64, 64), 1000)
     assert config_hash(cfg) != config_hash(diffusion_ql.Config())
-    with pytest.raises(ConfigError, match="unknown config field 'etaa'.*valid fields: steps"):
+    with pytest.raises(ConfigError, match="unknown config field 'etaa'.*valid fields of diffusion_ql: steps"):
         apply_overrides(cfg, {"etaa": "1"})
     with pytest.raises(ConfigError, match="eta=abc: expected float"):
         apply_overrides(cfg, {"eta": "abc"})
