@@ -52,7 +52,7 @@ def stateless(act: Callable) -> Policy:
 # --- optimisation ---------------------------------------------------------------------------
 def lr_schedule(lr: float, steps: int = 0, decay: str = "none", decay_every: int = 1,
                 decay_horizon: int = 0):
-    """The learning rate per update. `decay="cosine"`: cosine from `lr` to 0 over `steps`
+    """The learning rate per update (a schedule, or the constant `lr` itself). `decay="cosine"`: cosine from `lr` to 0 over `steps`
     updates (optax's `cosine_decay_schedule`). `decay="stepped_cosine"`: PyTorch's
     `CosineAnnealingLR(T_max=decay_horizon)` stepped once every `decay_every` updates, as
     Diffusion-QL's released code does (one scheduler step per 50k-update `agent.train` call,
@@ -64,7 +64,7 @@ def lr_schedule(lr: float, steps: int = 0, decay: str = "none", decay_every: int
             k = jnp.minimum(step // decay_every, decay_horizon)
             return lr * 0.5 * (1.0 + jnp.cos(jnp.pi * k / decay_horizon))
         return schedule
-    return optax.constant_schedule(lr)
+    return lr  # a plain rate: optax keeps no schedule state for it
 
 
 def adam(lr: float, steps: int = 0, decay: str = "none", clip: float = 0.0,

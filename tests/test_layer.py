@@ -191,6 +191,7 @@ def test_stepped_cosine_keeps_the_rate_near_its_start_as_the_released_code():
         assert float(lr(step)) == pytest.approx(torch_rule(k), rel=1e-6)
     assert float(lr(2_000_000)) > 0.998
     assert float(lr_schedule(1.0, 1000, "cosine")(1000)) == 0.0
+    assert lr_schedule(0.5) == 0.5
 
 
 # --- policies, tasks and evaluation ---------------------------------------------------------
