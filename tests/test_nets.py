@@ -26,6 +26,12 @@ def test_sinusoidal_embedding_formula():
 def test_mish_and_drop_condition():
     x = jnp.array([-2.0, 0.0, 1.5])
     np.testing.assert_allclose(nets.mish(x), x * np.tanh(np.log1p(np.exp(x))), rtol=1e-6)
+    # the one-exponential form equals x tanh(softplus(x)), value and gradient, over a wide range
+    wide = jnp.linspace(-40.0, 40.0, 4001)
+    ref = lambda v: v * jnp.tanh(jax.nn.softplus(v))  # noqa: E731
+    np.testing.assert_allclose(nets.mish(wide), ref(wide), rtol=2e-6, atol=1e-6)
+    np.testing.assert_allclose(jax.vmap(jax.grad(nets.mish))(wide),
+                               jax.vmap(jax.grad(ref))(wide), rtol=1e-5, atol=1e-6)
     e = jnp.ones((3, 4))
     out = nets.drop_condition(e, jnp.array([True, False, True]))
     np.testing.assert_array_equal(out.sum(-1), [0, 4, 0])
