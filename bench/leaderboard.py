@@ -88,7 +88,10 @@ def markdown(sweep: Sweep, rows, aggs, pois) -> str:
     missing = [r for r in rows if r["status"] != "done"]
     left_out = [lb for lb in sweep.labels if lb not in {a["label"] for a in aggs}]
     per_task = [("dataset", lambda r: r["dataset"]), ("method", lambda r: r["label"]),
-                ("normalised score", _score), ("seeds", lambda r: str(r["seeds"])),
+                ("normalised score", _score),
+                ("best during training",
+                 lambda r: runs_table.best_text(r) if r["status"] == "done" else "-"),
+                ("seeds", lambda r: str(r["seeds"])),
                 ("steps", lambda r: f"{r['steps']:,d}"),
                 ("eval episodes", lambda r: str(r.get("eval_episodes", "-"))),
                 ("config", lambda r: r["config_hash"])]
@@ -100,7 +103,9 @@ def markdown(sweep: Sweep, rows, aggs, pois) -> str:
         f"cells declared in `bench/sweeps/{sweep.path.name}`"
         + (f" ({sweep.description.strip()})" if sweep.description else "") + ". "
         f"Hardware: {'; '.join(hw) or '-'}. Final normalised score (last evaluation, never the "
-        "best; random 0, expert 100), each seed trained from `PRNGKey(seed)`, all seeds of a "
+        "best; random 0, expert 100; 'best during training' is the mean over seeds of each "
+        "seed's best evaluation, for papers that report that), each seed trained from "
+        "`PRNGKey(seed)`, all seeds of a "
         "cell in one vmapped program. A diverged seed is counted and never averaged.", "",
         f"{len(done)} of {len(rows)} cells have results"
         + (f"; not run yet: {', '.join(r['label'] + ' on ' + r['dataset'] for r in missing)}"

@@ -32,12 +32,29 @@ def load_runs(root: Path) -> List[dict]:
 
 def final_scores(run: dict) -> dict:
     """A results file's final scores: the finite ones (`scores`), their mean and std, and how
-    many seeds diverged (NaN), which are counted and never averaged."""
+    many seeds diverged (NaN), which are counted and never averaged. Beside them the best
+    evaluation of each seed over training (`best_mean`, `best_std` over the seeds that did not
+    diverge), for comparison with papers that report best-of-training (Diffusion-QL's online
+    model selection); the leaderboard ranks by the final score."""
     scores = np.array([f["score"] for f in run["final"]], float)
     ok = scores[np.isfinite(scores)]
+    good = {f["seed"] for f in run["final"] if math.isfinite(f["score"])}
+    best = {}
+    for r in run.get("rows", []):
+        if r["seed"] in good and math.isfinite(r["score"]):
+            best[r["seed"]] = max(best.get(r["seed"], -math.inf), r["score"])
+    b = np.array(list(best.values()), float)
     return {"scores": ok.tolist(), "diverged": int(len(scores) - len(ok)),
             "mean": float(ok.mean()) if len(ok) else math.nan,
-            "std": float(ok.std()) if len(ok) else math.nan}
+            "std": float(ok.std()) if len(ok) else math.nan,
+            "best_mean": float(b.mean()) if len(b) else math.nan,
+            "best_std": float(b.std()) if len(b) else math.nan}
+
+
+def best_text(r) -> str:
+    """`mean ± std` of each seed's best evaluation during training."""
+    return "-" if math.isnan(r.get("best_mean", math.nan)) else \
+        f"{r['best_mean']:.1f} ± {r['best_std']:.1f}"
 
 
 def score_text(r) -> str:
@@ -66,6 +83,7 @@ def summarise(runs: List[dict]) -> List[dict]:
 
 COLUMNS = [("dataset", lambda r: r["dataset"]), ("algorithm", lambda r: r["algo"]),
            ("config", lambda r: r["config_hash"]), ("normalised score", score_text),
+           ("best during training", best_text),
            ("seeds", lambda r: str(r["seeds"])), ("steps", lambda r: f"{r['steps']:,d}"),
            ("eval episodes", lambda r: str(r["eval_episodes"])),
            ("run s", lambda r: f"{r['wall_s']:.0f}"),
@@ -79,7 +97,8 @@ def markdown(rows, exclude_prefix=("jaxrl/bandit/",)) -> str:
         "# Offline policies: normalised scores", "",
         "Built by `python -m bench table` from the results files in `results/runs/` "
         f"(hardware: {'; '.join(hw) or '-'}). Final normalised score (last evaluation, never "
-        "the best), mean ± std across seeds, each seed trained from `PRNGKey(seed)`; all seeds "
+        "the best; each seed's best evaluation is shown beside it), mean ± std across seeds, "
+        "each seed trained from `PRNGKey(seed)`; all seeds "
         "of a cell ran in one vmapped program. 'run s' is the wall time of the whole cell "
         "(all seeds, evaluations included), 'compile s' its compile time. The full configs "
         "are in the results files (by config hash).", "",

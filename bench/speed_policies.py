@@ -5,6 +5,8 @@
   default Config (batch 256, standard networks). One call runs `STEPS_PER_CALL` updates in a
   `lax.scan`; measured for 1 seed, 8 seeds vmapped and 8 seeds one after another.
   Diffusion-QL is measured with and without EDP's one-step action approximation.
+- Decision: one jitted action selection for one observation (the diffusion policies sample
+  their candidates through the whole chain), decisions/s and its latency.
 - Evaluation: env-steps/s of whole hopper episodes with the policy in the loop (the diffusion
   policies sample their N candidates through the full chain at every step), 1 seed and 8
   seeds vmapped, 10 episodes each.
@@ -78,8 +80,30 @@ def run_policies(quick=False, log=print, max_seed_seconds=60.0):
     for label, algo, cfg, tr in trains:
         if label.endswith("EDP"):  # acts like Diffusion-QL
             continue
+        rows += _decision_rows(label, algo, cfg, tr, env, peak, log)
         rows += _eval_rows(label, algo, cfg, tr, env, 2 if quick else EPISODES, peak, log)
     return rows, (peak, speed.matmul_peak(sizes)), notes
+
+
+def _decision_rows(label, algo, cfg, tr, env, peak, log):
+    """Action selection alone: one jitted `act` for one observation (Diffusion-QL: its
+    candidates through the whole chain and the critic), the latency a deployed policy pays.
+    Chains of up to `samplers.UNROLL_MAX` steps are unrolled, so the FLOPs count every step."""
+    policy = algos.get(algo).make_policy(cfg, env.spec)
+    state = jax.jit(tr.init_algo)(jax.random.PRNGKey(0))
+    obs, _ = env.reset(jax.random.PRNGKey(1))
+    carry = policy.init_carry(state, obs, env.default_task())
+
+    def act(state, carry, obs, key):
+        return policy.act(state, carry, obs, key)[0]
+
+    args = (state, carry, obs, jax.random.PRNGKey(2))
+    compiled, c_s = speed.compile_fn(act, *args)
+    sec, n = speed._time_calls(lambda: compiled(*args))
+    wl = SimpleNamespace(name=label, size=f"one {env.env_id} observation")
+    log(f"  decision: {1e3 * sec:.3f} ms, compile {c_s:.1f}s")
+    return [speed._row(wl, "decision", "1", speed.Timing(c_s, sec, n), 1, "decisions/s",
+                       speed.flops_of(compiled), peak)]
 
 
 def _nets(cfg) -> str:
@@ -123,7 +147,9 @@ EXPLANATION = (
     __doc__.split("\n", 2)[2].strip() + "\n\nThroughput counts seed-steps for gradient steps "
     f"(8 seeds vmapped do 8 x {STEPS_PER_CALL} per call) and env-steps for evaluation (all "
     "episodes of all seeds). Compile time is a cold XLA compile; ms/call the median after a "
-    "warm-up call. GFLOP/s from XLA's cost analysis of one update. vmap speed-up = time of 8 "
+    "warm-up call. GFLOP/s from XLA's cost analysis of one update or decision (sampling "
+    "chains of up to 32 steps are unrolled, so every step is counted; longer ones are loops, "
+    "whose body XLA counts once). vmap speed-up = time of 8 "
     "seeds one after another / time of 8 seeds in one vmapped program.")
 
 

@@ -229,6 +229,9 @@ def test_speed_policies_quick_and_table_from_results(tmp_path, capsys):
     assert {r["seeds"] for r in grad} == {"1", "8 vmapped", "8 sequential"}
     assert all(r["speedup"] > 0 for r in grad if r["seeds"] == "8 vmapped")
     assert any(r["case"] == "evaluation" and r["unit"] == "env-steps/s" for r in rows)
+    decisions = {r["workload"]: r for r in rows if r["case"] == "decision"}
+    assert set(decisions) == set(algos.ALGOS)
+    assert all(r["throughput"] > 0 and r["unit"] == "decisions/s" for r in decisions.values())
     md = speed_policies.markdown(rows, peaks, notes, "test hw", {"jax": "x"}, "cmd")
     assert md.startswith("# Offline policy speed") and "diffusion_ql + EDP" in md
 
@@ -237,9 +240,13 @@ def test_speed_policies_quick_and_table_from_results(tmp_path, capsys):
            "steps": 10, "eval_episodes": 2, "wall_s": 1.0, "compile_s": 2.0,
            "hardware": {"cpu": "cpu", "cores": 2},
            "final": [{"seed": 0, "score": 10.0}, {"seed": 1, "score": 30.0},
-                     {"seed": 2, "score": float("nan")}]}
+                     {"seed": 2, "score": float("nan")}],
+           "rows": [{"seed": s, "step": st, "score": v} for s, st, v in
+                    [(0, 5, 15.0), (0, 10, 10.0), (1, 5, 20.0), (1, 10, 30.0),
+                     (2, 5, 50.0), (2, 10, float("nan"))]]}
     (tmp_path / "runs" / "bc").mkdir(parents=True)
     (tmp_path / "runs" / "bc" / "abc.json").write_text(json.dumps(run))
     assert cli(["table", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path)]) == 0
     table = (tmp_path / "policies.md").read_text()
-    assert "| jaxrl/x/y-v0 | bc | abc | 20.0 ± 10.0 (1 diverged) | 3 |" in table
+    # best during training: seed 0 15, seed 1 30; the diverged seed 2 is left out
+    assert "| jaxrl/x/y-v0 | bc | abc | 20.0 ± 10.0 (1 diverged) | 22.5 ± 7.5 | 3 |" in table
