@@ -6,7 +6,6 @@ import dataclasses
 from typing import Tuple
 
 import flax.struct
-import jax
 import jax.numpy as jnp
 import optax
 

@@ -18,7 +18,6 @@ import statistics
 import time
 
 import jax
-import jax.numpy as jnp
 
 
 def random_maze_data(n: int = 100_000, lanes: int = 500):
