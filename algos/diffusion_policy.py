@@ -10,8 +10,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from algos.diffusion_spec import (DiffusionSpec, check_backbone, make_denoiser, make_loss,
-                                  make_one_step, make_sampler)
+from algos.diffusion_spec import (DiffusionSpec, make_denoiser, make_loss, make_one_step,
+                                  make_sampler)
 from algos.nets import as_denoiser
 
 
@@ -19,9 +19,6 @@ from algos.nets import as_denoiser
 class DiffusionActor:
     act_dim: int
     spec: DiffusionSpec
-
-    def __post_init__(self):
-        check_backbone(self.spec, sequence=False)
 
     @functools.cached_property
     def net(self):

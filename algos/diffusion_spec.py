@@ -3,7 +3,8 @@ model, its schedule and length, the parameterisation, the sampler and its steps,
 spacing, x0 clipping and the backbone with its size. Every diffusion algorithm embeds it as its
 `diffusion` field, so
 
-    python -m bench train --algo diffusion_ql ... --set diffusion.sampler=ddim --set diffusion.steps=3
+    python -m bench train --algo diffusion_ql ... \
+        --set diffusion.sampler=ddim --set diffusion.steps=3
 
 reaches the sampler, and a sweep file can write `set = { diffusion = { sampler = "ddim" } }`.
 
@@ -104,11 +105,6 @@ class DiffusionSpec:
     @property
     def sampling_steps(self) -> int:
         return self.steps or self.T
-
-    @property
-    def network_calls(self) -> int:
-        """Denoiser evaluations per sample (EDM's Heun step costs two)."""
-        return 2 * self.sampling_steps if self.sampler == "edm" else self.sampling_steps
 
     @functools.cached_property
     def sched(self) -> D.Schedule:

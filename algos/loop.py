@@ -26,7 +26,7 @@ same run so it can be checkpointed and resumed: `run(run(init(k), a), b) == trai
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import flax.struct
 import jax
@@ -35,25 +35,21 @@ import optax
 
 from algos.config import validate
 from envs.core import Env
-from envs.evaluation import make_evaluate
+from envs.evaluation import Policy, make_evaluate, stateless
 
-
-class Policy(NamedTuple):
-    init_carry: Callable   # (algo_state, obs, task) -> carry
-    act: Callable          # (algo_state, carry, obs, key) -> (action, carry)
-
-
-def stateless(act: Callable) -> Policy:
-    """A `Policy` from `act(algo_state, obs, key) -> action` that needs no memory."""
-    return Policy(lambda state, obs, task: (),
-                  lambda state, carry, obs, key: (act(state, obs, key), carry))
+# Policy and stateless live with the episode loop that runs them (envs never imports algos);
+# algorithms take them from here with the rest of the loop.
+__all__ = ["Policy", "Train", "TrainState", "adam", "gradient_step", "lr_schedule",
+           "make_offline_train", "soft_update", "stateless"]
 
 
 # --- optimisation ---------------------------------------------------------------------------
 def lr_schedule(lr: float, steps: int = 0, decay: str = "none", decay_every: int = 1,
                 decay_horizon: int = 0):
-    """The learning rate per update (a schedule, or the constant `lr` itself). `decay="cosine"`: cosine from `lr` to 0 over `steps`
-    updates (optax's `cosine_decay_schedule`). `decay="stepped_cosine"`: PyTorch's
+    """The learning rate per update (a schedule, or the constant `lr` itself).
+
+    `decay="cosine"`: cosine from `lr` to 0 over `steps` updates (optax's
+    `cosine_decay_schedule`). `decay="stepped_cosine"`: PyTorch's
     `CosineAnnealingLR(T_max=decay_horizon)` stepped once every `decay_every` updates, as
     Diffusion-QL's released code does (one scheduler step per 50k-update `agent.train` call,
     T_max its epoch count), which keeps the rate near `lr` for the whole run."""

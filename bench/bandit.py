@@ -35,7 +35,10 @@ def sample_actions(algo: str, config, state, seeds: int, n: int = SAMPLES, seed:
     from envs.registry import spec
 
     policy = algos.get(algo).make_policy(config, spec("bandit-2d"))
-    act = lambda st, obs, k: policy.act(st, policy.init_carry(st, obs, None), obs, k)[0]  # noqa: E731
+
+    def act(st, obs, k):
+        return policy.act(st, policy.init_carry(st, obs, None), obs, k)[0]
+
     obs = jnp.zeros((1,), jnp.float32)
     keys = jax.random.split(jax.random.PRNGKey(10_000 + seed), seeds * n).reshape(seeds, n, -1)
     per_seed = jax.vmap(lambda st, ks: jax.vmap(lambda k: act(st, obs, k))(ks))

@@ -5,19 +5,20 @@ Self-contained, so it runs where Minari and the simulators are not installed (th
 machines): the data are 100k transitions of uniform random actions in Maze2D umaze (our pure-
 JAX env), generated in-graph and handed to the algorithms as arrays. For each algorithm and
 seed count: one compiled call of `N` gradient steps (`Train.update` in a `lax.scan`, every
-seed's own batch) timed after a warm-up, the median of 3; seed-steps/s and `vs_first`, the
-throughput over that of the first seed count (give 1 first: the ratio to one seed). Also the Diffusion-QL decision latency (50 candidates through the chain) for one
-observation. Prints one JSON line per measurement and writes them all to `--out`.
+seed's own batch) timed after a warm-up, the median of 3 (`bench.speed`'s timer: a call of 5 s
+or more is timed once); seed-steps/s and `vs_first`, the throughput over that of the first
+seed count (give 1 first: the ratio to one seed). Also the Diffusion-QL decision latency (50
+candidates through the chain) for one observation. Prints one JSON line per measurement and writes them all to `--out`.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import platform
-import statistics
-import time
 
 import jax
+
+from bench import speed
 
 
 def random_maze_data(n: int = 100_000, lanes: int = 500):
@@ -45,13 +46,8 @@ def random_maze_data(n: int = 100_000, lanes: int = 500):
 
 
 def _time(fn, *args, reps=3):
-    jax.block_until_ready(fn(*args))
-    out = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        out.append(time.perf_counter() - t)
-    return statistics.median(out)
+    """Median seconds of exactly `reps` calls after a warm-up call (`bench.speed`'s timer)."""
+    return speed._time_calls(lambda: fn(*args), min_time=float("inf"), max_calls=reps)[0]
 
 
 def main(argv=None):
@@ -88,9 +84,7 @@ def main(argv=None):
         for n in seeds:
             keys = jax.random.split(jax.random.PRNGKey(1), n)
             states = jax.jit(jax.vmap(tr.init_algo))(keys)
-            t0 = time.perf_counter()
-            fn = jax.jit(jax.vmap(steps)).lower(states, keys).compile()
-            compile_s = time.perf_counter() - t0
+            fn, compile_s = speed.compile_fn(jax.vmap(steps), states, keys)
             sec = _time(fn, states, keys)
             rate = n * args.steps / sec
             if base is None:

@@ -98,10 +98,6 @@ class Env:
             raise EnvError(f"{self.spec.env_id} has no task parameters")
         return self.tasks
 
-    @property
-    def has_tasks(self) -> bool:
-        return self.tasks is not None
-
     def task(self, state: EnvState):
         """The task of the episode in `state` (an empty array for envs without tasks)."""
         return NO_TASK if self.tasks is None else self.tasks.of(state.inner)

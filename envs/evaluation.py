@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -16,15 +16,24 @@ def normalized_score(env_id: str, returns):
     return _spec(env_id).normalize(returns)
 
 
-def _as_carry_policy(policy, stateful: bool):
-    """`(init_carry, act)` with `act(state, carry, obs, key) -> (action, carry)` from a policy
-    object with those two functions (`algos.loop.Policy`), or from a plain
+class Policy(NamedTuple):
+    """How a trained state acts, with a carry (a plan, a history, a goal) between steps."""
+    init_carry: Callable   # (policy_state, obs, task) -> carry
+    act: Callable          # (policy_state, carry, obs, key) -> (action, carry)
+
+
+def stateless(act: Callable) -> Policy:
+    """A `Policy` from `act(policy_state, obs, key) -> action` that needs no memory."""
+    return Policy(lambda state, obs, task: (),
+                  lambda state, carry, obs, key: (act(state, obs, key), carry))
+
+
+def _as_policy(policy, stateful: bool) -> Policy:
+    """A `Policy` as it is (anything with `init_carry` and `act`), or one made from a plain
     `act(policy_state, obs, key)` (`stateful`) or `act(obs, key)`."""
     if hasattr(policy, "init_carry") and hasattr(policy, "act"):
-        return policy.init_carry, policy.act
-    plain = policy if stateful else (lambda _, obs, key: policy(obs, key))
-    return (lambda state, obs, task: ()), (lambda state, carry, obs, key:
-                                           (plain(state, obs, key), carry))
+        return policy
+    return stateless(policy if stateful else (lambda _, obs, key: policy(obs, key)))
 
 
 def make_evaluate(policy, env: Env, episodes: int, stateful: bool = True):
@@ -40,7 +49,7 @@ def make_evaluate(policy, env: Env, episodes: int, stateful: bool = True):
     early once all are done, so short failing episodes cost little, and a finished episode's
     return and length stop counting.
     """
-    init_carry, act = _as_carry_policy(policy, stateful)
+    init_carry, act = _as_policy(policy, stateful)
     horizon = env.spec.episode_length
 
     def run(policy_state, key, task=None):
