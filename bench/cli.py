@@ -27,6 +27,7 @@ from bench.tables import markdown_table, num
 
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
+ADHOC = RESULTS.parent / ".cache" / "runs"  # = bench.train.ADHOC, without importing JAX
 
 
 class UserError(Exception):
@@ -64,11 +65,36 @@ def cmd_data_build(args):
               force=args.force)
 
 
+def cmd_data_agent(args):
+    from envs import registry
+    from envs.datasets import behaviour
+
+    env = registry.make(args.env)
+    if env.env_id not in behaviour.PPO_RECIPES:
+        raise UserError(f"{args.env} has no PPO recipe; envs with one: "
+                        f"{', '.join(behaviour.PPO_RECIPES)}")
+    if args.seed < 0:
+        raise UserError(f"--seed must be >= 0, got {args.seed}")
+    recipe = behaviour.PPO_RECIPES[env.env_id]
+    committed = behaviour.load_agent(behaviour.REPO_AGENTS, env.env_id, args.seed, recipe)
+    if committed is not None and not args.retrain:
+        print(f"{behaviour.agent_path(behaviour.REPO_AGENTS, env.env_id, args.seed, recipe)} is "
+              f"committed already (sha256 {committed.sha256[:12]}); --retrain replaces it")
+        return
+    agent = (behaviour.train_ppo(env, args.seed) if args.retrain
+             else behaviour.ppo_agent(env, args.seed))
+    path = behaviour.save_agent(behaviour.REPO_AGENTS, agent, args.seed, recipe)
+    best = max(agent.returns)
+    print(f"{path} (and .json): {len(agent.steps)} snapshots, best return {best:.1f} "
+          f"(normalised {float(env.normalize(best)):.1f}); commit it so fresh clones build "
+          "the same datasets, and rebuild them with `python -m bench data build --force ...`")
+
+
 def cmd_data_list(args):
     from envs.datasets import list_datasets
     from envs.datasets.minari_io import datasets_root
 
-    rows = list_datasets()
+    rows = list_datasets(verify=args.verify)
     if not rows:
         print(f"no datasets in {datasets_root()}; build them with "
               "`python -m bench data build --tier quick`")
@@ -79,8 +105,15 @@ def cmd_data_list(args):
                         ("episodes", num("episodes", ",d")),
                         ("behaviour return", num("behaviour_return")),
                         ("normalised score", num("normalized_score")),
+                        ("content hash", lambda r: (r.get("content_hash") or "-")[:12]
+                         + (" (verified)" if r.get("verified") else "")),
                         ("problem", lambda r: r.get("error", ""))]))
-    print(f"\n(datasets in {datasets_root()})")
+    bad = [r for r in rows if r.get("error")]
+    print(f"\n(datasets in {datasets_root()}"
+          + (f"; {len(bad)} cannot be trusted: delete and rebuild them" if bad else "")
+          + ("" if args.verify else "; --verify checks every content hash") + ")")
+    if bad and args.verify:  # a check that fails says so in its exit status
+        raise SystemExit(1)
 
 
 def cmd_speed(args):
@@ -188,8 +221,17 @@ def parser():
     b.add_argument("--transitions", type=int, default=None)
     b.add_argument("--force", action="store_true", help="rebuild even if it exists")
     b.set_defaults(fn=cmd_data_build)
-    ls = d.add_parser("list", help="local datasets with size and behaviour score")
+    ls = d.add_parser("list", help="local datasets with size, behaviour score and content hash")
+    ls.add_argument("--verify", action="store_true",
+                    help="read every dataset and check its content hash (slower)")
     ls.set_defaults(fn=cmd_data_list)
+    ag = d.add_parser("agent", help="train (or load) an env's PPO behaviour agent and write it "
+                      "to envs/datasets/agents/, the copy a fresh clone builds datasets from")
+    ag.add_argument("--env", required=True)
+    ag.add_argument("--seed", type=int, default=0)
+    ag.add_argument("--retrain", action="store_true",
+                    help="train again even if the repo or this datasets root has one")
+    ag.set_defaults(fn=cmd_data_agent)
     sp = sub.add_parser("speed", help="throughput benchmarks (compile cache off)")
     sp.add_argument("what", choices=["diffusion", "policies"])
     sp.add_argument("--quick", action="store_true", help="tiny sizes: checks the harness only")
@@ -206,7 +248,9 @@ def parser():
     tr.add_argument("--steps", type=int, default=None, help="gradient steps (Config.steps)")
     tr.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="override a Config field (repeatable)")
-    tr.add_argument("--out", default=str(RESULTS / "runs"), help="folder of results files")
+    tr.add_argument("--out", default=str(ADHOC),
+                    help="folder of results files (default .cache/runs: an ad-hoc run never "
+                    "changes the published tables; --out results/runs publishes it)")
     tr.add_argument("--force", action="store_true",
                     help="retrain even if a results file or checkpoint exists")
     tr.set_defaults(fn=cmd_train)
@@ -249,6 +293,7 @@ def main(argv=None):
         import jax
 
         jax.distributed.initialize()
+    from algos.checkpoint import CheckpointError
     from algos.config import ConfigError
     from envs.core import EnvError
     from envs.datasets.minari_io import DatasetError
@@ -256,7 +301,7 @@ def main(argv=None):
     t0 = time.time()
     try:
         args.fn(args)
-    except (UserError, EnvError, DatasetError, ConfigError) as e:
+    except (UserError, EnvError, DatasetError, ConfigError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -6,7 +6,10 @@
 - aggregates over tasks per method, with 95% stratified bootstrap intervals (bench.stats,
   rliable's definitions): IQM, median, mean, optimality gap. A method enters the aggregates
   only with results on every task of the sweep, so all aggregates cover the same tasks;
-- the probability of improvement for the pairs the sweep file names.
+- the probability of improvement for the pairs the sweep file names;
+- per task, the data the scores came from: the dataset's content hash (first 12 hex digits)
+  and behaviour score, as the results files recorded them, so two leaderboards can be
+  compared at a glance; cells of one task trained on different data are flagged.
 `results/speed.md`: per method, seed-steps/s of whole cells (seeds x steps / wall time,
 evaluation included), compile time and hardware.
 """
@@ -35,13 +38,23 @@ def collect(sweep: Sweep, runs: Path) -> List[dict]:
             rows.append({**row, "status": "not run", "scores": []})
             continue
         res = json.loads(path.read_text())
+        data = res.get("data") or {}
         rows.append({
             **row, "status": "done", **runs_table.final_scores(res),
+            "data_hash": data.get("content_hash"), "behaviour_score": data.get("behaviour_score"),
+            "behaviour_return": data.get("behaviour_return"),
+            "transitions": data.get("transitions"), "code": code_text(res.get("code")),
             "eval_episodes": res["eval_episodes"], "wall_s": res["wall_s"],
             "compile_s": res["compile_s"],
             "hardware": f"{res['hardware'].get('cpu', '')}, {res['hardware'].get('cores')} "
                         f"cores, {res['hardware'].get('platform', '')}"})
     return rows
+
+
+def code_text(code) -> str:
+    """`abcdef1234` or `abcdef1234+modified` (the tree differed from the commit), `?` if unknown."""
+    code = code or {}
+    return (code.get("commit") or "?")[:10] + ("+modified" if code.get("dirty") else "")
 
 
 def scores_by_method(rows: List[dict], datasets: List[str]) -> Dict[str, Dict[str, np.ndarray]]:
@@ -80,6 +93,27 @@ def _score(r) -> str:
 
 def _ci(name):
     return lambda r: f"{r[name]:.1f} [{r[name + ' lo']:.1f}, {r[name + ' hi']:.1f}]"
+
+
+def data_rows(rows) -> List[dict]:
+    """One row per task: the content hash(es) and behaviour score its cells were trained on."""
+    out = []
+    for ds in dict.fromkeys(r["dataset"] for r in rows):
+        mine = [r for r in rows if r["dataset"] == ds and r["status"] == "done"]
+        hashes = list(dict.fromkeys(r["data_hash"] for r in mine))
+        first = mine[0] if mine else {}
+        out.append({"dataset": ds, "hashes": hashes, "cells": len(mine),
+                    "behaviour_return": first.get("behaviour_return"),
+                    "behaviour_score": first.get("behaviour_score"),
+                    "transitions": first.get("transitions")})
+    return out
+
+
+def _hashes(r) -> str:
+    if not r["hashes"]:
+        return "-"
+    text = ", ".join(f"`{str(h)[:12]}`" for h in r["hashes"])
+    return text + (" **(cells trained on different data)**" if len(r["hashes"]) > 1 else "")
 
 
 def markdown(sweep: Sweep, rows, aggs, pois) -> str:
@@ -132,6 +166,20 @@ def markdown(sweep: Sweep, rows, aggs, pois) -> str:
                                         ("P(X > Y)", lambda r: f"{r['p']:.2f} [{r['lo']:.2f}, "
                                                                f"{r['hi']:.2f}]")]), ""]
     lines += ["## Per task", "", markdown_table(rows, per_task), ""]
+    commits = sorted({r["code"] for r in done})
+    lines += ["## Data and code", "",
+              "The dataset content each task's cells were trained on (SHA-256 of the arrays, "
+              "first 12 hex digits; `python -m bench data list` prints the local copies') and "
+              "its behaviour policy's score. Equal hashes mean equal data.", "",
+              markdown_table(data_rows(rows), [
+                  ("dataset", lambda r: r["dataset"]), ("content hash", _hashes),
+                  ("transitions", lambda r: f"{r['transitions']:,d}" if r["transitions"]
+                   else "-"),
+                  ("behaviour return", lambda r: "-" if r["behaviour_return"] is None
+                   else f"{r['behaviour_return']:.1f}"),
+                  ("behaviour score", lambda r: "-" if r["behaviour_score"] is None
+                   else f"{r['behaviour_score']:.1f}")]), "",
+              f"Code: commit {', '.join(commits) or '-'}.", ""]
     return "\n".join(lines)
 
 

@@ -246,18 +246,22 @@ def _fmt_s(seconds: float) -> str:
 def run(sweep: Sweep, runs: Path = train.RUNS, checkpoints: Path = train.CHECKPOINTS,
         force: bool = False, log: Callable[[str], None] = print) -> List[dict]:
     """Run every cell that has no results file yet (building missing datasets first); returns
-    the results of all cells, in the sweep's order."""
+    the results of all cells, in the sweep's order. Before the first cell starts, every cell's
+    results file is checked against its config, seed count and the local dataset's content
+    hash: a file trained on other data stops the sweep with one line naming `--force`."""
     from envs.datasets import all_specs, build, minari_io
 
     t0 = time.time()
-    previous = [train.existing(c.path(runs), c.seeds, c.config(), force) for c in sweep.cells]
-    total = len(sweep.cells)
-    todo = [c for c, prev in zip(sweep.cells, previous) if prev is None]
-    for ds in dict.fromkeys(c.dataset for c in todo):  # only what unfinished cells need
+    for ds in sweep.datasets:  # every cell's data: finished cells are checked against it
         if not minari_io.exists(ds):
             spec = all_specs()[ds]
             log(f"building dataset {ds} ({sweep.data_tier} tier)")
             build(spec.env_id, spec.level, tier=sweep.data_tier, log=lambda m: log(f"  {m}"))
+    hashes = {ds: train.data_hash(ds) for ds in sweep.datasets}
+    previous = [train.existing(c.path(runs), c.seeds, c.config(), force, hashes[c.dataset])
+                for c in sweep.cells]
+    total = len(sweep.cells)
+    todo = [c for c, prev in zip(sweep.cells, previous) if prev is None]
     log(f"sweep {sweep.name}: {total} cells, {total - len(todo)} finished, {len(todo)} to run")
     work = lambda c: c.seeds * c.config().steps  # noqa: E731  (seed-steps: the ETA's unit)
     left, done_work = sum(work(c) for c in todo), 0

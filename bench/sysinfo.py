@@ -18,19 +18,68 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# The CPU's vector extensions that change XLA's floats on CPU (which kernels it emits and how
+# it orders a reduction): results compare bit for bit only between machines with the same set.
+VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512dq", "avx512bw",
+                "avx512vl", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_bf16",
+                "amx_tile", "asimd", "sve", "sve2")
+
+
+def cpu_flags() -> list:
+    """The host CPU's vector extensions among `VECTOR_FLAGS`, in that order."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in VECTOR_FLAGS if f in have]
+    except OSError:
+        pass
+    return []
+
+
 def hardware() -> dict:
-    """The device JAX runs on, and the host CPU with the cores this process may use."""
+    """The device JAX runs on (platform, kind, count), and the host CPU with its vector
+    extensions and the cores this process may use: enough to say why floats differ."""
     import jax
 
     dev = jax.devices()[0]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"platform": dev.platform, "device": dev.device_kind, "device_count": jax.device_count(),
-            "cpu": cpu_model(), "cores": cores}
+            "cpu": cpu_model(), "cpu_flags": cpu_flags(), "cores": cores}
+
+
+def float_class(hw: dict) -> str:
+    """What decides whether two results can agree bit for bit: the accelerator kind, or on CPU
+    the widest vector extension (e.g. "cpu/avx512f")."""
+    if hw.get("platform", "cpu") != "cpu":
+        return f"{hw['platform']}/{hw.get('device')}"
+    flags = hw.get("cpu_flags") or []
+    widest = next((f for f in ("avx512f", "avx2", "avx", "sve", "asimd") if f in flags), "?")
+    return f"cpu/{widest}"
+
+
+def code_version(root: Path = Path(__file__).resolve().parent.parent) -> dict:
+    """The git commit of the code that ran, and whether tracked files differed from it (results
+    written from a modified tree say so); None where the code is not a git checkout."""
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                              timeout=20, check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": dirty}
 
 
 def hardware_line(hw: dict | None = None) -> str:
     hw = hw or hardware()
-    host = f"{hw['cpu']}, {hw['cores']} cores"
+    ext = hw.get("cpu_flags")
+    widest = float_class({**hw, "platform": "cpu"}).split("/")[1] if ext else None
+    host = f"{hw['cpu']}, {hw['cores']} cores" + (f", {widest}" if widest else "")
     if hw["platform"] == "cpu":
         return f"{host}, no accelerator (JAX on CPU)"
     return f"{hw['device_count']} x {hw['device']} ({hw['platform']}); host {host}"

@@ -5,7 +5,17 @@ it. The run advances one evaluation period per call of one compiled, vmapped pro
 (`Train.run(state, 1)`); after each period the state of every seed is checkpointed with orbax,
 so a killed run resumes where it stopped. The results file (JSON, written atomically) holds
 one row per seed and evaluation: algo, dataset, seed, config hash, step, score, return, wall
-and compile time, beside the full config, versions and hardware.
+and compile time, beside the full config and what makes the numbers traceable: the dataset's
+content hash and behaviour score, the code's commit (and whether the tree was modified),
+package versions, and the hardware down to the CPU's vector extensions.
+
+A cell is keyed by its config hash; its data by the dataset's content hash. Checkpoints live
+under both, so a rebuilt or different dataset never resumes another's run, and a results file
+trained on other data is refused with one line naming `--force` (never silently reused). One
+process at a time runs a cell (a lock in its checkpoint folder).
+
+`bench train` writes to `.cache/runs/` unless `--out` says otherwise, so an ad-hoc run never
+changes the published tables (they read `results/runs/`, which the sweeps write).
 """
 from __future__ import annotations
 
@@ -26,8 +36,9 @@ from bench import sysinfo
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "results" / "runs"
+ADHOC = ROOT / ".cache" / "runs"
 CHECKPOINTS = ROOT / ".cache" / "checkpoints"
-SCHEMA = 1
+SCHEMA = 2  # 2: the dataset's content hash, the code version and the CPU's vector extensions
 
 
 def parse_sets(pairs) -> Dict[str, str]:
@@ -102,16 +113,27 @@ def _rows(algo, dataset_id, chash, metrics, periods_done, wall, compile_s):
     return rows
 
 
-def existing(path: Path, seeds: int, config, force: bool = False) -> Optional[dict]:
+def data_hash(dataset_id: str) -> str:
+    """The content hash of a local dataset: from its metadata when our builder wrote it (cheap),
+    else from its arrays."""
+    from envs import datasets
+
+    return datasets.stored_hash(dataset_id) or datasets.load(dataset_id).content_hash
+
+
+def existing(path: Path, seeds: int, config, force: bool = False,
+             content_hash: Optional[str] = None) -> Optional[dict]:
     """The finished results at `path` if they are this cell's, None if there are none (or
-    `force`). A file written by another results schema, config or seed count is a one-line
-    error: nothing written is replaced silently."""
+    `force`). A file written by another results schema, config, seed count or dataset content
+    (`content_hash`, when given) is a one-line error: nothing is reused or replaced silently."""
     if force or not path.exists():
         return None
     fix = "move it away to keep it, or rerun with --force to replace it"
     try:
         prev = json.loads(path.read_text())
-    except json.JSONDecodeError:
+        if not isinstance(prev, dict):
+            raise ValueError
+    except (ValueError, UnicodeDecodeError, OSError):
         raise ConfigError(f"{path} is not a valid results file; {fix}") from None
     if prev.get("schema") != SCHEMA:
         raise ConfigError(f"{path} was written by results schema {prev.get('schema')} (this "
@@ -121,7 +143,18 @@ def existing(path: Path, seeds: int, config, force: bool = False) -> Optional[di
     if prev.get("seeds") != seeds:
         raise ConfigError(f"{path} has {prev.get('seeds')} seeds where this run asks for "
                           f"{seeds}; {fix}")
+    was = (prev.get("data") or {}).get("content_hash")
+    if content_hash is not None and was != content_hash:
+        raise ConfigError(
+            f"{path} was trained on other data: {prev.get('dataset')} had content "
+            f"{str(was)[:12]}, the local copy has {content_hash[:12]} (rebuilt, another seed or "
+            f"MINARI_DATASETS_PATH, or another CPU kind: see README); rerun with --force to "
+            f"retrain on the local data, or move the file away to keep it")
     return prev if prev.get("complete") else None
+
+
+def checkpoint_dir(checkpoints: Path, name: str, content_hash: str, seeds: int) -> Path:
+    return Path(checkpoints) / name / f"data-{content_hash[:16]}" / f"seeds{seeds}"
 
 
 def run(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None,
@@ -130,19 +163,34 @@ def run(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None,
         return_state: bool = False, typed: bool = False):
     """Train `seeds` seeds of `algo` on `dataset_id`; returns (and writes) the results, and
     with `return_state` also the final `TrainState` of every seed (leading seed axis)."""
-    import envs
-    from envs import datasets
-
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
     config = make_config(algo, steps, overrides, dataset_id, typed)
     chash = config_hash(config)
     name = cell_name(algo, dataset_id, config)
     path = Path(out) / f"{name}.json"
-    previous = existing(path, seeds, config, force)
+    chash_data = data_hash(dataset_id)
+    previous = existing(path, seeds, config, force, chash_data)
     if previous is not None and not return_state:
-        log(f"{path} exists (same config, {seeds} seeds): nothing to do; --force reruns")
+        log(f"{path} exists (same config, data and {seeds} seeds): nothing to do; "
+            "--force reruns")
         return previous
+    ckpt_dir = checkpoint_dir(checkpoints, name, chash_data, seeds)
+    with checkpoint.lock(ckpt_dir, f"{algo} on {dataset_id} (config {chash}, {seeds} seeds)"):
+        if previous is None and not force:  # finished by another process while we looked?
+            previous = existing(path, seeds, config, force, chash_data)
+            if previous is not None and not return_state:
+                log(f"{path} was just written by another process: nothing to do")
+                return previous
+        return _run(algo, dataset_id, seeds, config, chash, name, path, previous, ckpt_dir,
+                    command, force, log, return_state)
+
+
+def _run(algo, dataset_id, seeds, config, chash, name, path, previous, ckpt_dir, command,
+         force, log, return_state):
+    import envs
+    from envs import datasets
+
     dataset = datasets.load(dataset_id)
     if dataset.env_id is None:
         raise ConfigError(f"dataset {dataset_id} does not record one of our env ids, so it "
@@ -167,7 +215,6 @@ def run(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None,
     compile_s = time.time() - t0
     shape = lowered.out_info[1]
     metrics = {k: np.full((seeds, periods), np.nan, np.float32) for k in shape}
-    ckpt_dir = Path(checkpoints) / name / f"seeds{seeds}"
     wall = [0.0] * periods
     restored = None if force else checkpoint.restore(
         ckpt_dir, {"state": state, "metrics": metrics, "wall": np.zeros(periods)})
@@ -203,6 +250,7 @@ def run(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None,
     result = {
         "schema": SCHEMA, "complete": True, "algo": algo, "dataset": dataset_id,
         "env_id": env.env_id, "config": config_dict(config), "config_hash": chash,
+        "data": dataset.provenance, "code": sysinfo.code_version(),
         "seeds": seeds, "steps": config.steps, "eval_episodes": config.eval_episodes,
         "final": [{k: r[k] for k in ("seed", "score", "return", "diverged")} for r in final],
         "rows": rows, "wall_s": round(wall[-1], 2), "compile_s": round(compile_s, 2),

@@ -17,7 +17,7 @@ from envs.datasets.builder import TIERS, all_specs, build, build_tier, dataset_i
 from envs.datasets.minari_io import DatasetError, datasets_root
 
 __all__ = ["DatasetError", "OfflineDataset", "TIERS", "all_specs", "build", "build_tier",
-           "dataset_id", "datasets_root", "list_datasets", "load", "resolve"]
+           "dataset_id", "datasets_root", "list_datasets", "load", "resolve", "stored_hash"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -63,6 +63,24 @@ class OfflineDataset:
             out["mask"][i, :length] = True
         return out
 
+    @functools.cached_property
+    def content_hash(self) -> str:
+        """SHA-256 of the arrays: the one our builder stored (and `load` verified), or for a
+        public Minari dataset computed here. Results and checkpoints are keyed by it."""
+        ours = (self.metadata.get("diffrl") or {}).get("content_hash")
+        return ours or minari_io.content_hash(self.raw_episodes)
+
+    @property
+    def provenance(self) -> dict:
+        """What a results file records about the data: id, content hash, size, behaviour."""
+        ours = self.metadata.get("diffrl") or {}
+        return {"id": self.dataset_id, "content_hash": self.content_hash,
+                "transitions": self.num_transitions, "episodes": self.num_episodes,
+                "behaviour_return": ours.get("behaviour_return"),
+                "behaviour_score": ours.get("behaviour_normalized_score"),
+                "behaviour_agent": (ours.get("behaviour") or {}).get("agent_sha256"),
+                "generator_seed": ours.get("generator_seed")}
+
     @property
     def num_transitions(self) -> int:
         return int(sum(len(e["actions"]) for e in self.raw_episodes))
@@ -97,8 +115,18 @@ def load(ds_id: str, verify: bool = True) -> OfflineDataset:
     return OfflineDataset(ds_id, ours.get("env_id"), meta, episodes)
 
 
-def list_datasets() -> List[dict]:
-    """Every local Minari dataset with its size and behaviour score (metadata only)."""
+def stored_hash(ds_id: str) -> Optional[str]:
+    """The content hash our builder stored in a local dataset's metadata (no data read); None
+    for a public Minari dataset. Unknown or unbuilt ids raise the one-line `load` error."""
+    if not minari_io.exists(ds_id):
+        raise _unknown(ds_id)
+    return (minari_io.read_metadata(ds_id).get("diffrl") or {}).get("content_hash")
+
+
+def list_datasets(verify: bool = False) -> List[dict]:
+    """Every local Minari dataset with its size, behaviour score and content hash; a file that
+    cannot be opened is flagged (a cheap check), and with `verify` every dataset's arrays are
+    read and checked against their content hash."""
     root = datasets_root()
     rows = []
     if not root.exists():
@@ -109,13 +137,21 @@ def list_datasets() -> List[dict]:
             continue
         try:
             meta = minari_io.read_metadata(ds_id)
+            minari_io.check_readable(ds_id)
         except DatasetError as e:
             rows.append({"dataset_id": ds_id, "error": str(e)})
             continue
         ours = meta.get("diffrl") or {}
-        rows.append({"dataset_id": ds_id, "env_id": ours.get("env_id"),
-                     "transitions": meta.get("total_steps"),
-                     "episodes": meta.get("total_episodes"),
-                     "behaviour_return": ours.get("behaviour_return"),
-                     "normalized_score": ours.get("behaviour_normalized_score")})
+        row = {"dataset_id": ds_id, "env_id": ours.get("env_id"),
+               "transitions": meta.get("total_steps"), "episodes": meta.get("total_episodes"),
+               "behaviour_return": ours.get("behaviour_return"),
+               "normalized_score": ours.get("behaviour_normalized_score"),
+               "content_hash": ours.get("content_hash")}
+        if verify:
+            try:
+                row["content_hash"] = load(ds_id, verify=True).content_hash
+                row["verified"] = True
+            except DatasetError as e:
+                row["error"] = str(e)
+        rows.append(row)
     return rows

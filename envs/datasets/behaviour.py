@@ -11,14 +11,24 @@
   controller mixed with uniform random actions at rates 1.0, 0.9, ..., 0.0 (`ScriptedAgent`).
 - Maze2D: D4RL's waypoint controller (`envs.maze2d.waypoint_action`).
 
-A trained run is saved with orbax under `behaviour_root()` and reused, so building the
-`medium`, `expert`, `medium-replay` and `medium-expert` datasets of one env trains once, and an
-interrupted build does not train again.
+Where a PPO agent comes from, keyed by env id, recipe (a hash of `PPORecipe`) and seed:
+1. `envs/datasets/agents/` in the repository: the quick tier's agents, trained once and
+   committed (a few hundred kB of numpy arrays with their snapshot returns, recipe and SHA-256),
+   so a fresh clone builds the same datasets without depending on PPO's training trajectory,
+   which moves with the CPU's floats. `python -m bench data agent --env ENV_ID [--retrain]`
+   (re)writes one there.
+2. `<datasets root>/.behaviour/`: agents this datasets root trained itself (another seed or
+   recipe), so `MINARI_DATASETS_PATH` roots never share agents silently.
+3. Otherwise PPO trains now and the agent is saved in 2, so the `medium`, `expert`,
+   `medium-replay` and `medium-expert` datasets of one env train once, and an interrupted build
+   does not train again.
+A stored agent whose arrays do not match its SHA-256 is an error naming the file.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -101,8 +111,12 @@ def scripted_agent(env: Env, seed: int) -> "TrainedAgent":
                         time.time() - t0)
 
 
+REPO_AGENTS = Path(__file__).resolve().parent / "agents"
+
+
 def behaviour_root() -> Path:
-    return datasets_root().parent / "diffrl-behaviour"
+    """Agents trained for this datasets root (never shared with another root)."""
+    return datasets_root() / ".behaviour"
 
 
 def _as_brax_env(env: Env):
@@ -179,6 +193,8 @@ class TrainedAgent:
     params: List[Any]          # PPO (normalizer, policy, value) params per snapshot
     returns: List[float]       # our evaluation of each snapshot: mean return, 100 episodes
     train_seconds: float
+    sha256: Optional[str] = None   # of the stored arrays (PPO agents)
+    source: str = ""               # where it came from: the repo, a datasets root, trained now
 
 
 def _brax_env(env: Env):
@@ -189,16 +205,26 @@ def _brax_env(env: Env):
     return _as_brax_env(env)
 
 
+def ppo_agent(env: Env, seed: int, log: Callable[[str], None] = print) -> TrainedAgent:
+    """The env's PPO agent for `seed`: committed in the repo, saved in this datasets root, or
+    trained now (and saved there)."""
+    recipe = PPO_RECIPES[env.env_id]
+    for folder in (REPO_AGENTS, behaviour_root()):
+        saved = load_agent(folder, env.env_id, seed, recipe)
+        if saved is not None:
+            log(f"  {env.env_id}: PPO agent {saved.source} (sha256 {saved.sha256[:12]})")
+            return saved
+    agent = train_ppo(env, seed, log)
+    save_agent(behaviour_root(), agent, seed, recipe)
+    return load_agent(behaviour_root(), env.env_id, seed, recipe)
+
+
 def train_ppo(env: Env, seed: int, log: Callable[[str], None] = print) -> TrainedAgent:
-    """Train the env's PPO recipe, or load the run saved by an earlier build."""
+    """Train the env's PPO recipe and score every snapshot in our env (nothing saved)."""
     from brax.training.agents.ppo import networks as ppo_networks
     from brax.training.agents.ppo import train as ppo
 
     recipe = PPO_RECIPES[env.env_id]
-    saved = _load_agent(env.env_id, seed, recipe)
-    if saved is not None:
-        log(f"  {env.env_id}: reusing the PPO agent saved at {_agent_dir(env.env_id, seed)}")
-        return saved
     snapshots = []
     t0 = time.time()
 
@@ -229,7 +255,6 @@ def train_ppo(env: Env, seed: int, log: Callable[[str], None] = print) -> Traine
     for s, r in zip(agent.steps, agent.returns):
         log(f"  {env.env_id} snapshot at {s:>9,d} steps: return {r:.1f} "
             f"(normalised {float(env.normalize(r)):.1f})")
-    _save_agent(agent, seed, recipe)
     return agent
 
 
@@ -243,51 +268,90 @@ def score_snapshots(env: Env, recipe: PPORecipe, params_list, seed: int, episode
     return [float(run(p, key)[0].mean()) for p in params_list]
 
 
-# --- persistence (orbax) -------------------------------------------------------------------
-def _agent_dir(env_id: str, seed: int) -> Path:
-    return behaviour_root() / f"{env_id}-ppo-seed{seed}"
+# --- persistence (numpy arrays + JSON) ------------------------------------------------------
+def recipe_hash(recipe: PPORecipe) -> str:
+    return hashlib.sha256(repr(dataclasses.astuple(recipe)).encode()).hexdigest()[:8]
 
 
-def _recipe_tag(recipe: PPORecipe) -> str:
-    return repr(dataclasses.astuple(recipe))
+def agent_path(folder: Path, env_id: str, seed: int, recipe: PPORecipe) -> Path:
+    """`<folder>/<env id>-ppo-<recipe hash>-seed<seed>.npz` (its JSON beside it)."""
+    return Path(folder) / f"{env_id}-ppo-{recipe_hash(recipe)}-seed{seed}.npz"
 
 
-def _save_agent(agent: TrainedAgent, seed: int, recipe: PPORecipe):
+def _flat(params_list) -> dict:
+    out = {}
+    for i, p in enumerate(params_list):
+        for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(p))[0]:
+            out[f"{i}{jax.tree_util.keystr(path)}"] = np.asarray(leaf)
+    return out
+
+
+def _arrays_sha256(arrays: dict) -> str:
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}|{a.dtype}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def save_agent(folder: Path, agent: TrainedAgent, seed: int, recipe: PPORecipe) -> Path:
+    """Write the agent's snapshots (`.npz`) and what describes them (`.json`), atomically."""
     import json
-    import shutil
 
-    import orbax.checkpoint as ocp
+    from bench.sysinfo import atomic_write_text, hardware, versions
 
-    final = _agent_dir(agent.env_id, seed)
-    tmp = final.with_name(final.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    with ocp.StandardCheckpointer() as ckpt:
-        ckpt.save((tmp / "params").absolute(), {str(i): p for i, p in enumerate(agent.params)})
-    (tmp / "agent.json").write_text(json.dumps({
-        "env_id": agent.env_id, "steps": agent.steps, "returns": agent.returns,
-        "train_seconds": agent.train_seconds, "recipe": _recipe_tag(recipe)}))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    path = agent_path(folder, agent.env_id, seed, recipe)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = _flat(agent.params)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+    atomic_write_text(path.with_suffix(".json"), json.dumps({
+        "env_id": agent.env_id, "seed": seed, "algorithm": "brax.training PPO",
+        "recipe": dataclasses.asdict(recipe), "recipe_hash": recipe_hash(recipe),
+        "snapshot_env_steps": agent.steps, "snapshot_returns": agent.returns,
+        "train_seconds": round(agent.train_seconds, 1), "sha256": _arrays_sha256(arrays),
+        "trained_on": hardware(), "versions": versions(("jax", "jaxlib", "brax"))},
+        indent=1))
+    return path
 
 
-def _load_agent(env_id: str, seed: int, recipe: PPORecipe) -> Optional[TrainedAgent]:
+def load_agent(folder: Path, env_id: str, seed: int,
+               recipe: PPORecipe) -> Optional[TrainedAgent]:
+    """The agent stored in `folder` for this env, seed and recipe, or None; a stored agent
+    that cannot be read or fails its SHA-256 is a one-line `DatasetError`."""
     import json
 
-    import orbax.checkpoint as ocp
+    from envs.datasets.minari_io import DatasetError
 
-    d = _agent_dir(env_id, seed)
-    if not (d / "agent.json").exists():
+    path = agent_path(folder, env_id, seed, recipe)
+    if not path.exists():
         return None
-    info = json.loads((d / "agent.json").read_text())
-    if info["recipe"] != _recipe_tag(recipe):
-        return None  # trained with another recipe: retrain
+    fix = (f"delete {path} and its .json to retrain it (`python -m bench data agent --env "
+           f"{env_id} --seed {seed} --retrain` for the repo's copy)")
+    try:
+        info = json.loads(path.with_suffix(".json").read_text())
+        with np.load(path) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as e:  # noqa: BLE001 - numpy/zipfile/json raise many kinds on a bad file
+        raise DatasetError(f"behaviour agent {path} cannot be read ({type(e).__name__}); "
+                           f"{fix}") from None
+    if _arrays_sha256(arrays) != info.get("sha256"):
+        raise DatasetError(f"behaviour agent {path} does not match its SHA-256; {fix}")
     template = _params_template(env_id, recipe)
-    target = {str(i): template for i in range(len(info["steps"]))}
-    with ocp.StandardCheckpointer() as ckpt:
-        restored = ckpt.restore((d / "params").absolute(), target)
-    params = [restored[str(i)] for i in range(len(info["steps"]))]
-    return TrainedAgent(env_id, info["steps"], params, info["returns"], info["train_seconds"])
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+    params = []
+    for i in range(len(info["snapshot_env_steps"])):
+        try:
+            params.append(jax.tree_util.tree_unflatten(
+                treedef, [arrays[f"{i}{jax.tree_util.keystr(p)}"] for p, _ in leaves]))
+        except KeyError:
+            raise DatasetError(f"behaviour agent {path} does not hold the networks of recipe "
+                               f"{recipe_hash(recipe)}; {fix}") from None
+    where = "committed in the repo" if Path(folder) == REPO_AGENTS else f"saved at {path}"
+    return TrainedAgent(env_id, info["snapshot_env_steps"], params, info["snapshot_returns"],
+                        info["train_seconds"], info["sha256"], where)
 
 
 def _params_template(env_id: str, recipe: PPORecipe):

@@ -257,10 +257,12 @@ def build(env_id: str, level: str, seed: int = 0, tier: str = "quick",
             about = {"random_action_rates": list(behaviour.SCRIPTED_RANDOM_RATES)}
         else:
             recipe = behaviour.PPO_RECIPES[env_id]
-            agent = behaviour.train_ppo(env, seed, log=log)
+            agent = behaviour.ppo_agent(env, seed, log=log)
             act = behaviour.make_ppo_act(env, recipe)
             algorithm = "brax.training PPO"
-            about = {"recipe": dataclasses.asdict(recipe)}
+            about = {"recipe": dataclasses.asdict(recipe),
+                     "recipe_hash": behaviour.recipe_hash(recipe),
+                     "agent_sha256": agent.sha256, "agent_source": agent.source}
         policy = lambda params, carry, obs, key: (act(params, obs, key), carry)  # noqa: E731
         i_exp = int(np.argmax(agent.returns))
         target = env.spec.ref_min_score + (agent.returns[i_exp] - env.spec.ref_min_score) / 3

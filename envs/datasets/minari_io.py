@@ -76,7 +76,8 @@ def write(dataset_id: str, episodes: List[Dict[str, np.ndarray]], *, obs_low, ob
     final = root / dataset_id
     if final.exists():
         raise DatasetError(f"dataset {dataset_id} already exists at {final}")
-    staging = root / ".staging" / uuid.uuid4().hex
+    clean_staging(root)
+    staging = root / ".staging" / f"{os.getpid()}-{uuid.uuid4().hex}"
     staging.mkdir(parents=True)
     obs_dim, act_dim = episodes[0]["observations"].shape[1], episodes[0]["actions"].shape[1]
     obs_space = gym.spaces.Box(np.full(obs_dim, obs_low, np.float32),
@@ -106,6 +107,48 @@ def write(dataset_id: str, episodes: List[Dict[str, np.ndarray]], *, obs_low, ob
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return final
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_staging(root: Path = None) -> List[Path]:
+    """Remove the staging folders of builds whose process is gone (killed mid-write); a build
+    still running keeps its own. Returns what was removed."""
+    staging = Path(root or datasets_root()) / ".staging"
+    removed = []
+    for d in sorted(staging.glob("*")) if staging.is_dir() else ():
+        pid = d.name.split("-", 1)[0]
+        if not (pid.isdigit() and _alive(int(pid))):  # unnamed: written before pids were kept
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
+
+
+def check_readable(dataset_id: str) -> None:
+    """A cheap check that a local dataset's file opens and holds its episodes (no data read):
+    a `DatasetError` naming the file otherwise."""
+    import h5py
+
+    path = dataset_path(dataset_id)
+    f = _data_file(path)
+    try:
+        with h5py.File(f, "r") as h5:
+            n = len(h5.keys())
+    except Exception as e:  # noqa: BLE001 - h5py raises many kinds on a bad file
+        raise DatasetError(f"{f} cannot be read ({type(e).__name__}); delete {path} and "
+                           "rebuild it") from None
+    want = read_metadata(dataset_id).get("total_episodes")
+    if want is not None and n != want:
+        raise DatasetError(f"{f} holds {n} episodes where its metadata says {want}; delete "
+                           f"{path} and rebuild it")
 
 
 def _update_metadata(path: Path, meta: dict):
