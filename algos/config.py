@@ -63,7 +63,7 @@ def _parse_str(value: str, typ, name: str):
             return tuple(_parse_str(p.strip(), inner, name) for p in parts)
     except (ValueError, OverflowError):
         pass
-    raise ConfigError(f"--set {name}={value}: expected {_type_name(typ)}")
+    raise ConfigError(f"--set {name}={value!r}: expected {_type_name(typ)}")
 
 
 def _check_typed(value, typ, name: str):

@@ -34,6 +34,39 @@ class UserError(Exception):
     """A problem with what the user asked for: printed as one line, exit code 2."""
 
 
+def _writable_dir(flag: str, value: str) -> None:
+    """A folder the command may write into: absent (it will be made) or a folder, and no file
+    on the way to it."""
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {value}: is a file, not a folder; give a folder")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"{flag} {value}: {parent} is a file, so the folder cannot be "
+                                "made; give another folder")
+            if not os.access(parent, os.W_OK):
+                raise UserError(f"{flag} {value}: {parent} is not writable; give another folder")
+            break
+
+
+def check_args(args) -> None:
+    """Every command's arguments, checked before anything is imported or compiled."""
+    for name, least in (("seeds", 1), ("steps", 1), ("transitions", 1), ("seed", 0)):
+        v = getattr(args, name, None)
+        if v is not None and v < least:
+            raise UserError(f"--{name} must be at least {least}, got {v}")
+    v = getattr(args, "max_seed_seconds", None)
+    if v is not None and not v > 0:
+        raise UserError(f"--max-seed-seconds must be positive, got {v}")
+    for name in ("out", "runs"):
+        if getattr(args, name, None) is not None:
+            _writable_dir(f"--{name}", getattr(args, name))
+    if args.cmd in ("table",) and not Path(args.runs).is_dir():
+        raise UserError(f"--runs {args.runs}: no such folder, so the tables would be empty; "
+                        "give the folder of results files (default results/runs)")
+
+
 def cmd_envs(args):
     from bench.envs_table import env_rows
 
@@ -112,8 +145,7 @@ def cmd_data_list(args):
     print(f"\n(datasets in {datasets_root()}"
           + (f"; {len(bad)} cannot be trusted: delete and rebuild them" if bad else "")
           + ("" if args.verify else "; --verify checks every content hash") + ")")
-    if bad and args.verify:  # a check that fails says so in its exit status
-        raise SystemExit(1)
+    return 1 if bad and args.verify else 0  # a check that fails says so in its exit status
 
 
 def cmd_speed(args):
@@ -193,9 +225,14 @@ def cmd_claims(args):
 
 
 def cmd_table(args):
-    from bench import sweep
+    from bench import leaderboard, sweep
 
-    _tables(args, sweep.load(args.sweep))
+    sw = sweep.load(args.sweep)
+    if not any(r["status"] == "done" for r in leaderboard.collect(sw, Path(args.runs))):
+        raise UserError(f"no cell of sweep {sw.name} has results in {args.runs}, so its tables "
+                        f"would be empty; nothing written (run `python -m bench sweep "
+                        f"{sw.name}` first)")
+    _tables(args, sw)
 
 
 def _results_args(p):
@@ -300,7 +337,8 @@ def main(argv=None):
 
     t0 = time.time()
     try:
-        args.fn(args)
+        check_args(args)
+        rc = args.fn(args)
     except (UserError, EnvError, DatasetError, ConfigError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -308,4 +346,4 @@ def main(argv=None):
         print(f"interrupted after {time.time() - t0:.0f}s; rerun the same command to continue",
               file=sys.stderr)
         return 130
-    return 0
+    return rc or 0

@@ -22,6 +22,7 @@ from typing import Dict, List
 
 import numpy as np
 
+from algos.config import ConfigError
 from bench import runs_table, stats
 from bench.sweep import Sweep
 from bench.tables import markdown_table
@@ -37,10 +38,15 @@ def collect(sweep: Sweep, runs: Path) -> List[dict]:
         if not path.exists():
             rows.append({**row, "status": "not run", "scores": []})
             continue
-        res = json.loads(path.read_text())
+        try:
+            res = json.loads(path.read_text())
+            final_scores = runs_table.final_scores(res)
+        except (ValueError, KeyError, TypeError, AttributeError, OSError):
+            raise ConfigError(f"{path} is not a valid results file (damaged or hand-edited); "
+                              "move it away, then rerun the sweep to retrain that cell") from None
         data = res.get("data") or {}
         rows.append({
-            **row, "status": "done", **runs_table.final_scores(res),
+            **row, "status": "done", **final_scores,
             "data_hash": data.get("content_hash"), "behaviour_score": data.get("behaviour_score"),
             "behaviour_return": data.get("behaviour_return"),
             "transitions": data.get("transitions"), "code": code_text(res.get("code")),

@@ -23,7 +23,15 @@ from bench.tables import markdown_table
 def load_runs(root: Path) -> List[dict]:
     runs = []
     for path in sorted(Path(root).rglob("*.json")):
-        run = json.loads(path.read_text())
+        try:
+            run = json.loads(path.read_text())
+            if not isinstance(run, dict):
+                raise ValueError
+        except (ValueError, OSError):
+            from algos.config import ConfigError
+
+            raise ConfigError(f"{path} is not a valid results file (damaged or hand-edited); "
+                              "move it away, then rerun the sweep that wrote it") from None
         if run.get("complete"):
             run["_path"] = str(path)
             runs.append(run)

@@ -243,7 +243,7 @@ def _fmt_s(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def run(sweep: Sweep, runs: Path = train.RUNS, checkpoints: Path = train.CHECKPOINTS,
+def run(sweep: Sweep, runs: Path = train.RUNS, checkpoints: Optional[Path] = None,
         force: bool = False, log: Callable[[str], None] = print) -> List[dict]:
     """Run every cell that has no results file yet (building missing datasets first); returns
     the results of all cells, in the sweep's order. Before the first cell starts, every cell's
@@ -262,6 +262,16 @@ def run(sweep: Sweep, runs: Path = train.RUNS, checkpoints: Path = train.CHECKPO
                 for c in sweep.cells]
     total = len(sweep.cells)
     todo = [c for c, prev in zip(sweep.cells, previous) if prev is None]
+    if todo:
+        from envs import datasets
+
+        loaded = {ds: datasets.load(ds) for ds in dict.fromkeys(c.dataset for c in todo)}
+        for c in todo:  # the checks each cell makes before compiling, all before the first
+            try:
+                train.preflight(c.algo, loaded[c.dataset], c.seeds, c.config())
+            except ConfigError as e:
+                raise SweepError(f"{sweep.path.name}: {c.label} on {c.dataset}: {e}") from None
+        del loaded
     log(f"sweep {sweep.name}: {total} cells, {total - len(todo)} finished, {len(todo)} to run")
     work = lambda c: c.seeds * c.config().steps  # noqa: E731  (seed-steps: the ETA's unit)
     left, done_work = sum(work(c) for c in todo), 0

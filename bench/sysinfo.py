@@ -58,9 +58,30 @@ def float_class(hw: dict) -> str:
     return f"cpu/{widest}"
 
 
+def available_memory() -> tuple:
+    """(bytes, where) that a run may still use: the accelerator's free memory, or on CPU the
+    host's MemAvailable; (None, where) when unknown."""
+    import jax
+
+    dev = jax.devices()[0]
+    if dev.platform != "cpu":
+        stats = dev.memory_stats() or {}
+        if "bytes_limit" in stats:
+            return stats["bytes_limit"] - stats.get("bytes_in_use", 0), f"{dev.device_kind} memory"
+        return None, f"{dev.device_kind} memory"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024, "host memory (MemAvailable)"
+    except OSError:
+        pass
+    return None, "host memory"
+
+
 def code_version(root: Path = Path(__file__).resolve().parent.parent) -> dict:
-    """The git commit of the code that ran, and whether tracked files differed from it (results
-    written from a modified tree say so); None where the code is not a git checkout."""
+    """The git commit of the code that ran, and whether tracked files outside `results/`
+    differed from it (results written from modified code say so; the results folder itself is
+    what the runs write, so it does not count); None where the code is not a git checkout."""
     import subprocess
 
     def git(*args):
@@ -69,7 +90,8 @@ def code_version(root: Path = Path(__file__).resolve().parent.parent) -> dict:
 
     try:
         commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                         ":(exclude)results"))
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
     return {"commit": commit, "dirty": dirty}

@@ -153,12 +153,32 @@ def existing(path: Path, seeds: int, config, force: bool = False,
     return prev if prev.get("complete") else None
 
 
+def memory_check(train, keys, dataset, seeds: int, available=None) -> int:
+    """A lower bound on the memory the cell needs, checked against what the machine has before
+    anything compiles: every seed's state (parameters, optimiser moments, target networks;
+    shapes from `jax.eval_shape`, nothing allocated) three times over (the state, the updated
+    state, the checkpoint's host copy) plus the dataset twice (host and device). Activations
+    come on top. One-line `ConfigError` when it does not fit; returns the estimate (bytes)."""
+    shapes = jax.eval_shape(jax.vmap(train.init), keys)
+    state = sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(shapes))
+    data = sum(v.nbytes for v in dataset.transitions.values())
+    need = 3 * state + 2 * data
+    have, where = available if available is not None else sysinfo.available_memory()
+    if have is not None and need > have:
+        gib = 1 << 30
+        raise ConfigError(
+            f"{seeds} seeds need at least {need / gib:.1f} GiB ({state / seeds / gib:.2f} GiB of "
+            f"state per seed, {data / gib:.2f} GiB of data) but {where} has {have / gib:.1f} "
+            "GiB free; run fewer seeds (--seeds) or smaller networks")
+    return need
+
+
 def checkpoint_dir(checkpoints: Path, name: str, content_hash: str, seeds: int) -> Path:
     return Path(checkpoints) / name / f"data-{content_hash[:16]}" / f"seeds{seeds}"
 
 
 def run(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None,
-        overrides: Optional[dict] = None, out: Path = RUNS, checkpoints: Path = CHECKPOINTS,
+        overrides: Optional[dict] = None, out: Path = RUNS, checkpoints: Optional[Path] = None,
         command: str = "", force: bool = False, log: Callable[[str], None] = print,
         return_state: bool = False, typed: bool = False):
     """Train `seeds` seeds of `algo` on `dataset_id`; returns (and writes) the results, and
@@ -175,7 +195,7 @@ def run(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None,
         log(f"{path} exists (same config, data and {seeds} seeds): nothing to do; "
             "--force reruns")
         return previous
-    ckpt_dir = checkpoint_dir(checkpoints, name, chash_data, seeds)
+    ckpt_dir = checkpoint_dir(checkpoints or CHECKPOINTS, name, chash_data, seeds)
     with checkpoint.lock(ckpt_dir, f"{algo} on {dataset_id} (config {chash}, {seeds} seeds)"):
         if previous is None and not force:  # finished by another process while we looked?
             previous = existing(path, seeds, config, force, chash_data)
@@ -186,20 +206,30 @@ def run(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None,
                     command, force, log, return_state)
 
 
+def preflight(algo: str, dataset, seeds: int, config):
+    """Everything checked before a cell compiles, on the data it will train on: an env we can
+    evaluate in, the algorithm's own checks against the data (e.g. batch size against the
+    dataset's size), and the memory estimate. Returns (env, train, keys). The sweep runs it on
+    every cell before the first one starts."""
+    import envs
+
+    if dataset.env_id is None:
+        raise ConfigError(f"dataset {dataset.dataset_id} does not record one of our env ids, "
+                          "so it cannot be evaluated; train on a jaxrl/... dataset")
+    env = envs.make(dataset.env_id)
+    train = algos.get(algo).make_train(config, dataset, env)
+    keys = seed_keys(seeds)
+    memory_check(train, keys, dataset, seeds)
+    return env, train, keys
+
+
 def _run(algo, dataset_id, seeds, config, chash, name, path, previous, ckpt_dir, command,
          force, log, return_state):
-    import envs
     from envs import datasets
 
     dataset = datasets.load(dataset_id)
-    if dataset.env_id is None:
-        raise ConfigError(f"dataset {dataset_id} does not record one of our env ids, so it "
-                          "cannot be evaluated; train on a jaxrl/... dataset")
-    env = envs.make(dataset.env_id)
-    module = algos.get(algo)
-    train = module.make_train(config, dataset, env)
+    env, train, keys = preflight(algo, dataset, seeds, config)
     periods = train.periods
-    keys = seed_keys(seeds)
     shard = seed_sharding(seeds)
     on = {} if shard is None else {"in_shardings": shard, "out_shardings": shard}
     if shard is not None:

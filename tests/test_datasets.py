@@ -203,8 +203,13 @@ def test_quality_levels_random_medium_expert_are_ordered(mountaincar_levels):
 
 
 @pytest.mark.slow
-def test_ppo_pendulum_levels_are_ordered():
-    """The PPO path end to end: train, snapshot, score, build; ~2 minutes on 2 cores."""
+def test_ppo_pendulum_levels_are_ordered(monkeypatch, tmp_path):
+    """The PPO path end to end: train, snapshot, score, build; ~2 minutes on 2 cores. The
+    committed agents are hidden, so PPO really trains."""
+    from envs.datasets import behaviour
+
+    monkeypatch.setattr(behaviour, "REPO_AGENTS", tmp_path / "no-agents")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "root"))
     scores = {}
     for lvl in ("random", "medium", "expert", "medium-replay", "medium-expert"):
         ds = datasets.load(build_mod.build("Pendulum-v1", lvl, n_transitions=20_000,

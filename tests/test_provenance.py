@@ -1,0 +1,299 @@
+"""Provenance and faults: every results file names the data, code and hardware behind it; other
+data, damaged files, concurrent runs and bad arguments end in one line (exit 2) or a rerun,
+never in a traceback, a reused result or a wrong number."""
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from algos import checkpoint
+from algos.config import ConfigError
+from bench import leaderboard, sweep, sysinfo
+from bench import train as bench_train
+from bench.cli import main as cli
+from envs import datasets
+from envs.datasets import behaviour, minari_io
+
+BANDIT = "jaxrl/bandit/multimodal-v0"
+SETS = {"eval_every": "3", "eval_episodes": "2", "hidden": "32,32", "batch_size": "32"}
+ONE_CELL = """
+[[group]]
+algos = ["bc"]
+datasets = ["jaxrl/bandit/multimodal-v0"]
+seeds = 2
+steps = 6
+set = { eval_every = 3, eval_episodes = 2, hidden = [32, 32], batch_size = 32 }
+[[group]]
+algos = ["bc"]
+datasets = ["jaxrl/bandit/multimodal-v0"]
+seeds = 2
+steps = 6
+label = "BC (wide)"
+set = { eval_every = 3, eval_episodes = 2, hidden = [48, 48], batch_size = 32 }
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def bandit_dataset():
+    datasets.build("bandit-2d", "multimodal", log=lambda m: None)
+
+
+@pytest.fixture
+def ckpts(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench_train, "CHECKPOINTS", tmp_path / "ckpt")
+    return tmp_path / "ckpt"
+
+
+def _one_line(capsys, *needles):
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    for n in needles:
+        assert n in err, err
+    return err
+
+
+def _train_argv(out, *extra):
+    argv = ["train", "--algo", "bc", "--dataset", BANDIT, "--seeds", "2", "--steps", "6",
+            "--out", str(out)]
+    for k, v in SETS.items():
+        argv += ["--set", f"{k}={v}"]
+    return argv + list(extra)
+
+
+# --- provenance -------------------------------------------------------------------------------
+def test_a_results_file_names_its_data_code_and_hardware_and_other_data_is_refused(
+        tmp_path, ckpts, capsys):
+    assert cli(_train_argv(tmp_path / "runs")) == 0
+    capsys.readouterr()
+    path = next((tmp_path / "runs").rglob("*.json"))
+    res = json.loads(path.read_text())
+    data = datasets.load(BANDIT)
+    assert res["schema"] == bench_train.SCHEMA == 2
+    assert res["data"]["content_hash"] == data.content_hash == datasets.stored_hash(BANDIT)
+    assert res["data"]["transitions"] == data.num_transitions
+    assert res["data"]["behaviour_score"] == pytest.approx(
+        data.metadata["diffrl"]["behaviour_normalized_score"])
+    assert len(res["code"]["commit"]) == 40 and isinstance(res["code"]["dirty"], bool)
+    assert res["hardware"]["cpu_flags"] == sysinfo.cpu_flags()
+    # the checkpoint folder is keyed by the data's content
+    assert list(ckpts.rglob(f"data-{data.content_hash[:16]}"))
+
+    # the same cell over other data (here: the file says so) is refused, never reused
+    res["data"]["content_hash"] = "0" * 64
+    path.write_text(json.dumps(res))
+    assert cli(_train_argv(tmp_path / "runs")) == 2
+    _one_line(capsys, "trained on other data", "000000000000", data.content_hash[:12], "--force")
+    assert json.loads(path.read_text())["data"]["content_hash"] == "0" * 64  # left alone
+    assert cli(_train_argv(tmp_path / "runs", "--force")) == 0
+    assert json.loads(path.read_text())["data"]["content_hash"] == data.content_hash
+
+
+def test_a_sweep_checks_every_cell_against_the_data_before_the_first_starts(tmp_path, ckpts,
+                                                                           capsys):
+    path = tmp_path / "s.toml"
+    path.write_text(ONE_CELL)
+    s = sweep.load(path)
+    argv = ["sweep", str(path), "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]
+    assert cli(argv) == 0
+    capsys.readouterr()
+    first, second = (c.path(tmp_path / "runs") for c in s.cells)
+    md = (tmp_path / "out" / "leaderboard-s.md").read_text()
+    assert "## Data and code" in md and datasets.stored_hash(BANDIT)[:12] in md
+    res = json.loads(second.read_text())
+    res["data"]["content_hash"] = "f" * 64
+    second.write_text(json.dumps(res))
+    # the tables flag cells of one task trained on different data
+    rows = leaderboard.collect(s, tmp_path / "runs")
+    assert "different data" in leaderboard.markdown(s, rows, [], [])
+    first.unlink()
+    assert cli(argv) == 2
+    _one_line(capsys, str(second), "trained on other data", "--force")
+    assert not first.exists()  # nothing ran
+
+
+def test_results_files_that_are_damaged_are_one_line(tmp_path, ckpts, capsys):
+    path = tmp_path / "s.toml"
+    path.write_text(ONE_CELL)
+    argv = ["sweep", str(path), "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]
+    assert cli(argv) == 0
+    capsys.readouterr()
+    target = sweep.load(path).cells[0].path(tmp_path / "runs")
+    good = target.read_text()
+    for bad in (good[: len(good) // 2], "[1, 2]", '{"schema": 2, "complete": true}'):
+        target.write_text(bad)
+        for cmd in (argv, ["table", "--sweep", str(path), "--runs", str(tmp_path / "runs"),
+                           "--out", str(tmp_path / "out")]):
+            assert cli(cmd) == 2, bad
+            _one_line(capsys, str(target))
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+def _tree():
+    return {"w": np.arange(4096, dtype=np.float32).reshape(64, 64), "step": np.array(3, np.int32)}
+
+
+def test_checkpoint_round_trip_and_every_damage_is_named(tmp_path):
+    d = tmp_path / "c"
+    checkpoint.save(d, 1, _tree())
+    checkpoint.save(d, 2, _tree())
+    assert [f.name for f in d.glob("digest-*.json")] == ["digest-2.json"]
+    step, tree = checkpoint.restore(d, _tree())
+    assert step == 2 and np.array_equal(tree["w"], _tree()["w"])
+
+    # altered values: the digest no longer matches
+    (d / "digest-2.json").write_text(json.dumps({"sha256": "0" * 64}))
+    with pytest.raises(checkpoint.CheckpointError, match="does not match its digest"):
+        checkpoint.restore(d, _tree())
+    (d / "digest-2.json").unlink()
+    with pytest.raises(checkpoint.CheckpointError, match="no readable digest"):
+        checkpoint.restore(d, _tree())
+    # another structure under the same name (other code): named, no orbax traceback
+    checkpoint.save(d, 3, _tree())
+    with pytest.raises(checkpoint.CheckpointError, match="cannot be restored"):
+        checkpoint.restore(d, {"w": np.zeros((64, 64), np.float32), "other": np.zeros(2)})
+    # truncated array files
+    for f in (d / "3").rglob("*"):
+        if f.is_file() and f.stat().st_size > 1000:
+            f.write_bytes(f.read_bytes()[: f.stat().st_size // 3])
+    with pytest.raises(checkpoint.CheckpointError, match=str(d)):
+        checkpoint.restore(d, _tree())
+
+
+def test_a_damaged_checkpoint_stops_the_run_with_one_line(tmp_path, ckpts, capsys):
+    argv = _train_argv(tmp_path / "runs")
+    assert cli(argv) == 0
+    capsys.readouterr()
+    for f in next((tmp_path / "runs").rglob("*.json")), *ckpts.rglob("digest-*.json"):
+        f.unlink()  # results gone, checkpoint without its digest: resuming would be blind
+    assert cli(argv) == 2
+    _one_line(capsys, "no readable digest", "--force")
+    assert cli(argv + ["--force"]) == 0
+
+
+def test_a_second_run_of_the_same_cell_says_it_is_running(tmp_path, ckpts, capsys):
+    config = bench_train.make_config("bc", 6, SETS, BANDIT)
+    name = bench_train.cell_name("bc", BANDIT, config)
+    d = bench_train.checkpoint_dir(ckpts, name, datasets.stored_hash(BANDIT), 2)
+    with checkpoint.lock(d, "the first"):
+        assert cli(_train_argv(tmp_path / "runs")) == 2
+        _one_line(capsys, "already running", f"process {os.getpid()}")
+        with pytest.raises(checkpoint.CheckpointError, match="the second is already running"):
+            with checkpoint.lock(d, "the second"):
+                pass
+    assert not (tmp_path / "runs").exists()
+    assert cli(_train_argv(tmp_path / "runs")) == 0  # released: the run goes ahead
+
+
+# --- datasets and behaviour agents ------------------------------------------------------------
+def test_committed_agents_are_intact_and_a_damaged_one_is_named(tmp_path):
+    for env_id, recipe in behaviour.PPO_RECIPES.items():
+        path = behaviour.agent_path(behaviour.REPO_AGENTS, env_id, 0, recipe)
+        if not path.exists():
+            continue
+        agent = behaviour.load_agent(behaviour.REPO_AGENTS, env_id, 0, recipe)
+        info = json.loads(path.with_suffix(".json").read_text())
+        assert agent.sha256 == info["sha256"] and agent.returns == info["snapshot_returns"]
+        assert info["recipe_hash"] == behaviour.recipe_hash(recipe)
+    pend = behaviour.PPO_RECIPES["Pendulum-v1"]
+    src = behaviour.agent_path(behaviour.REPO_AGENTS, "Pendulum-v1", 0, pend)
+    assert src.exists(), "the quick tier's Pendulum agent is committed"
+    copy = tmp_path / src.name
+    shutil.copy(src.with_suffix(".json"), copy.with_suffix(".json"))
+    with np.load(src) as z:
+        arrays = {k: z[k] for k in z.files}
+    key = sorted(arrays)[3]
+    arrays[key] = arrays[key] + 1e-3
+    np.savez(copy, **arrays)
+    with pytest.raises(datasets.DatasetError, match="does not match its SHA-256"):
+        behaviour.load_agent(tmp_path, "Pendulum-v1", 0, pend)
+    # agents trained for a datasets root live inside it: two roots never share them
+    assert behaviour.behaviour_root().parent == datasets.datasets_root()
+
+
+def test_ppo_datasets_come_from_the_committed_agent_and_are_reproducible(monkeypatch, tmp_path):
+    pend = behaviour.PPO_RECIPES["Pendulum-v1"]
+    sha = behaviour.load_agent(behaviour.REPO_AGENTS, "Pendulum-v1", 0, pend).sha256
+    hashes = []
+    for root in ("a", "b"):
+        monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / root))
+        ds = datasets.build("Pendulum-v1", "medium-expert", n_transitions=2_000,
+                            log=lambda m: None)
+        meta = datasets.load(ds).metadata["diffrl"]
+        assert meta["behaviour"]["agent_sha256"] == sha
+        assert "committed in the repo" in meta["behaviour"]["agent_source"]
+        hashes.append(meta["content_hash"])
+        assert not (tmp_path / root / ".behaviour").exists()  # nothing trained
+    assert hashes[0] == hashes[1]
+
+
+def test_staging_folders_of_dead_builds_are_removed_and_list_flags_damage(tmp_path,
+                                                                         monkeypatch, capsys):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "root"))
+    staging = tmp_path / "root" / ".staging"
+    dead, live, old = staging / "999999999-abc", staging / f"{os.getpid()}-def", staging / "ff"
+    for d in (dead, live, old):
+        (d / "x").mkdir(parents=True)
+    assert set(minari_io.clean_staging()) == {dead, old}
+    assert live.exists()
+    datasets.build("bandit-2d", "multimodal", log=lambda m: None)  # a build cleans too
+    # damage the data: the cheap listing names it only when the file cannot be opened;
+    # --verify reads every dataset and checks its content hash
+    import h5py
+
+    f = next((tmp_path / "root" / BANDIT / "data").glob("*.hdf5"))
+    with h5py.File(f, "r+") as h:
+        h["episode_0"]["rewards"][0] += 1.0
+    assert cli(["data", "list"]) == 0
+    assert "cannot be trusted" not in capsys.readouterr().out
+    assert cli(["data", "list", "--verify"]) == 1
+    out = capsys.readouterr().out
+    assert "cannot be trusted" in out and "does not match its content hash" in out
+    with open(f, "r+b") as fh:
+        fh.truncate(f.stat().st_size // 2)
+    assert cli(["data", "list"]) == 0
+    assert "cannot be read" in capsys.readouterr().out
+
+
+# --- bad input --------------------------------------------------------------------------------
+def test_bad_arguments_are_one_line_before_anything_runs(tmp_path, capsys):
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    board = tmp_path / "board"
+    board.mkdir()
+    (board / "leaderboard.md").write_text("published")
+    for argv, expect in [
+        (["train", "--algo", "bc", "--dataset", BANDIT, "--seeds", "0"], "--seeds"),
+        (["train", "--algo", "bc", "--dataset", BANDIT, "--steps", "-3"], "--steps"),
+        (["train", "--algo", "bc", "--dataset", BANDIT, "--out", str(a_file)], "is a file"),
+        (["train", "--algo", "bc", "--dataset", BANDIT, "--out", str(a_file / "x")],
+         "is a file"),
+        (["data", "build", "--env", "Pendulum-v1", "--quality", "medium", "--transitions", "0"],
+         "--transitions"),
+        (["data", "build", "--tier", "quick", "--seed", "-1"], "--seed"),
+        (["bandit", "--seeds", "0"], "--seeds"),
+        (["speed", "policies", "--max-seed-seconds", "0"], "--max-seed-seconds"),
+        (["table", "--runs", str(tmp_path / "nope")], "no such folder"),
+        (["table", "--runs", str(empty), "--out", str(board)], "nothing written"),
+        (["sweep", "quick", "--runs", str(a_file)], "is a file"),
+    ]:
+        assert cli(argv) == 2, argv
+        _one_line(capsys, expect)
+    assert (board / "leaderboard.md").read_text() == "published"
+
+
+def test_the_memory_estimate_refuses_what_would_not_fit():
+    import envs
+
+    data = datasets.load(BANDIT)
+    config = bench_train.make_config("bc", 6, SETS, BANDIT)
+    tr = __import__("algos").get("bc").make_train(config, data, envs.make("bandit-2d"))
+    keys = bench_train.seed_keys(4)
+    need = bench_train.memory_check(tr, keys, data, 4, available=(1 << 40, "test"))
+    assert need > sum(v.nbytes for v in data.transitions.values())
+    with pytest.raises(ConfigError, match="4 seeds need at least .* GiB .* test has"):
+        bench_train.memory_check(tr, keys, data, 4, available=(1000, "test"))
