@@ -8,6 +8,7 @@
     python -m bench bandit [--seeds N] [--steps S]
     python -m bench sweep [NAME|FILE.toml] [--force]
     python -m bench table [--sweep NAME]
+    python -m bench compare RUNS_A RUNS_B [--write FILE.md]
     python -m bench claims [NAME ...]
     python -m bench train --algo ALGO --dataset DATASET_ID --seeds N [--steps S] [--set k=v ...]
 
@@ -214,6 +215,21 @@ def _tables(args, sw):
     print(f"(written: {', '.join(str(p) for p in written)})")
 
 
+def cmd_compare(args):
+    from bench import compare, sysinfo
+
+    for folder in (args.a, args.b):
+        if not Path(folder).is_dir():
+            raise UserError(f"{folder}: no such folder of results files")
+    rows = compare.pairs(Path(args.a), Path(args.b))
+    if not rows:
+        raise UserError(f"no cell has results in both {args.a} and {args.b}")
+    md = compare.markdown(Path(args.a), Path(args.b), rows)
+    if args.write:
+        sysinfo.atomic_write_text(Path(args.write), md)
+    print(md)
+
+
 def cmd_claims(args):
     from bench import claims
 
@@ -312,6 +328,12 @@ def parser():
     cl.add_argument("names", nargs="*", help="claims to run (default: all)")
     _results_args(cl)
     cl.set_defaults(fn=cmd_claims)
+    cp = sub.add_parser("compare", help="the same cells from two results folders (another "
+                        "machine, data build or code version), seed by seed")
+    cp.add_argument("a", help="folder of results files (e.g. results/runs)")
+    cp.add_argument("b", help="another folder of results files")
+    cp.add_argument("--write", help="also write the table to this markdown file")
+    cp.set_defaults(fn=cmd_compare)
     tb = sub.add_parser("table", help="rebuild a sweep's leaderboard and the table of every "
                         "run from the results files alone")
     tb.add_argument("--sweep", default="quick", help="which sweep's leaderboard")

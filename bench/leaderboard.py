@@ -23,7 +23,7 @@ from typing import Dict, List
 import numpy as np
 
 from algos.config import ConfigError
-from bench import runs_table, stats
+from bench import runs_table, stats, sysinfo
 from bench.sweep import Sweep
 from bench.tables import markdown_table
 
@@ -52,8 +52,7 @@ def collect(sweep: Sweep, runs: Path) -> List[dict]:
             "transitions": data.get("transitions"), "code": code_text(res.get("code")),
             "eval_episodes": res["eval_episodes"], "wall_s": res["wall_s"],
             "compile_s": res["compile_s"],
-            "hardware": f"{res['hardware'].get('cpu', '')}, {res['hardware'].get('cores')} "
-                        f"cores, {res['hardware'].get('platform', '')}"})
+            "hardware": sysinfo.hardware_line(res["hardware"])})
     return rows
 
 
@@ -243,8 +242,6 @@ def outputs(sweep: Sweep, out: Path) -> Dict[str, Path]:
 def write(sweep: Sweep, runs: Path, out: Path, reps: int = stats.REPS):
     """Write the sweep's leaderboard (.md, .csv) and throughput table; returns the leaderboard
     markdown and the paths written."""
-    from bench import sysinfo
-
     rows = collect(sweep, runs)
     by_method = scores_by_method(rows, sweep.datasets)
     aggs = aggregates(by_method, reps)

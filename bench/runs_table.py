@@ -16,6 +16,7 @@ from typing import List
 
 import numpy as np
 
+from bench import sysinfo
 from bench.tables import markdown_table
 
 
@@ -81,7 +82,8 @@ def summarise(runs: List[dict]) -> List[dict]:
             "seeds": len(run["final"]), **summary,
             "steps": run["steps"], "eval_episodes": run["eval_episodes"],
             "wall_s": run["wall_s"], "compile_s": run["compile_s"],
-            "hardware": run["hardware"].get("cpu", ""), "cores": run["hardware"].get("cores")})
+            "data_hash": (run.get("data") or {}).get("content_hash"),
+            "hardware": sysinfo.hardware_line(run["hardware"])})
     import algos
 
     order = {a: i for i, a in enumerate(algos.ALGOS)}
@@ -90,7 +92,9 @@ def summarise(runs: List[dict]) -> List[dict]:
 
 
 COLUMNS = [("dataset", lambda r: r["dataset"]), ("algorithm", lambda r: r["algo"]),
-           ("config", lambda r: r["config_hash"]), ("normalised score", score_text),
+           ("config", lambda r: r["config_hash"]),
+           ("data", lambda r: f"`{str(r['data_hash'])[:12]}`"),
+           ("normalised score", score_text),
            ("best during training", best_text),
            ("seeds", lambda r: str(r["seeds"])), ("steps", lambda r: f"{r['steps']:,d}"),
            ("eval episodes", lambda r: str(r["eval_episodes"])),
@@ -100,7 +104,7 @@ COLUMNS = [("dataset", lambda r: r["dataset"]), ("algorithm", lambda r: r["algo"
 
 def markdown(rows, exclude_prefix=("jaxrl/bandit/",)) -> str:
     rows = [r for r in rows if not r["dataset"].startswith(tuple(exclude_prefix))]
-    hw = sorted({f"{r['hardware']}, {r['cores']} cores" for r in rows})
+    hw = sorted({r["hardware"] for r in rows})
     return "\n".join([
         "# Offline policies: normalised scores", "",
         "Built by `python -m bench table` from the results files in `results/runs/` "
@@ -109,7 +113,8 @@ def markdown(rows, exclude_prefix=("jaxrl/bandit/",)) -> str:
         "each seed trained from `PRNGKey(seed)`; all seeds "
         "of a cell ran in one vmapped program. 'run s' is the wall time of the whole cell "
         "(all seeds, evaluations included), 'compile s' its compile time. The full configs "
-        "are in the results files (by config hash).", "",
+        "are in the results files (by config hash); 'data' is the dataset's content hash "
+        "(first 12 hex digits) they trained on.", "",
         markdown_table(rows, COLUMNS), ""])
 
 

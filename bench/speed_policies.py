@@ -8,8 +8,10 @@
 - Decision: one jitted action selection for one observation (the diffusion policies sample
   their candidates through the whole chain), decisions/s and its latency.
 - Evaluation: env-steps/s of whole hopper episodes with the policy in the loop (the diffusion
-  policies sample their N candidates through the full chain at every step), 1 seed and 8
-  seeds vmapped, 10 episodes each.
+  policies sample their N candidates through the full chain at every step), 10 episodes per
+  seed: 1 seed, 8 seeds vmapped, and the same 8 seeds one after another. The vmapped row's
+  reference is the in-turn row (same seeds, same episodes); seed 0 alone is another workload,
+  since every seed's policy has its own episode lengths.
 """
 from __future__ import annotations
 
@@ -119,27 +121,36 @@ def _nets(cfg) -> str:
 
 
 def _eval_rows(label, algo, cfg, tr, env, episodes, peak, log):
+    """One seed; the same 8 seeds vmapped in one program; and those 8 one after another (the
+    fair reference for the vmapped row: each seed's episodes have their own lengths, so seed
+    0 alone is another workload)."""
     from envs.evaluation import make_evaluate
 
     run = make_evaluate(algos.get(algo).make_policy(cfg, env.spec), env, episodes)
     keys = jax.random.split(jax.random.PRNGKey(1), speed.SEEDS)
-    state = jax.jit(tr.init_algo)(keys[0])
     states = jax.jit(jax.vmap(tr.init_algo))(keys)
-    rows = []
-    for seeds, fn, args in [("1", run, (state, keys[0])),
-                            (f"{speed.SEEDS} vmapped", jax.vmap(run), (states, keys))]:
-        t = time.perf_counter()
-        compiled = jax.jit(fn).lower(*args).compile()
-        c_s = time.perf_counter() - t
-        _, lengths = jax.block_until_ready(compiled(*args))
-        sec, n = speed._time_calls(lambda: compiled(*args), warmup_limit=30.0)
-        env_steps = int(jnp.sum(lengths))
-        timing = speed.Timing(c_s, sec, n)
-        wl = SimpleNamespace(name=label, size=f"{episodes} {env.env_id} episodes per seed")
-        row = speed._row(wl, "evaluation", seeds, timing, env_steps, "env-steps/s", None, peak)
-        rows.append(row)
-        log(f"  evaluation, {seeds} seed(s): {env_steps / sec:,.0f} env-steps/s "
+    one = [jax.tree_util.tree_map(lambda x, i=i: x[i], states) for i in range(speed.SEEDS)]
+    wl = SimpleNamespace(name=label, size=f"{episodes} {env.env_id} episodes per seed")
+    single, c1 = speed.compile_fn(run, one[0], keys[0])
+    batched, c8 = speed.compile_fn(jax.vmap(run), states, keys)
+    rows, rate = [], {}
+    for seeds, c_s, call, n_steps in [
+            ("1", c1, lambda: single(one[0], keys[0]), lambda: single(one[0], keys[0])[1]),
+            (f"{speed.SEEDS} vmapped", c8, lambda: batched(states, keys),
+             lambda: batched(states, keys)[1]),
+            (f"{speed.SEEDS} in turn", c1,
+             lambda: [single(one[i], keys[i]) for i in range(speed.SEEDS)],
+             lambda: jnp.stack([single(one[i], keys[i])[1] for i in range(speed.SEEDS)]))]:
+        env_steps = int(jnp.sum(n_steps()))
+        sec, n = speed._time_calls(call, warmup_limit=30.0)
+        rate[seeds] = env_steps / sec
+        rows.append(speed._row(wl, "evaluation", seeds, speed.Timing(c_s, sec, n), env_steps,
+                               "env-steps/s", None, peak))
+        log(f"  evaluation, {seeds}: {env_steps / sec:,.0f} env-steps/s "
             f"({env_steps} steps in {sec:.2f}s, compile {c_s:.1f}s)")
+    # vmap speed-up, as for gradient steps: on the vmapped row, its env-steps/s over the
+    # in-turn row's (same seeds, same episodes)
+    rows[1]["speedup"] = rate[f"{speed.SEEDS} vmapped"] / rate[f"{speed.SEEDS} in turn"]
     return rows
 
 

@@ -297,3 +297,19 @@ def test_the_memory_estimate_refuses_what_would_not_fit():
     assert need > sum(v.nbytes for v in data.transitions.values())
     with pytest.raises(ConfigError, match="4 seeds need at least .* GiB .* test has"):
         bench_train.memory_check(tr, keys, data, 4, available=(1000, "test"))
+
+
+def test_compare_matches_cells_of_two_results_folders_seed_by_seed(tmp_path, ckpts, capsys):
+    for out in ("a", "b"):
+        assert cli(_train_argv(tmp_path / out, "--force")) == 0
+    capsys.readouterr()
+    path = next((tmp_path / "b").rglob("*.json"))
+    res = json.loads(path.read_text())
+    res["final"][1]["score"] += 0.5  # one seed moved
+    path.write_text(json.dumps(res))
+    assert cli(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--write",
+                str(tmp_path / "c.md")]) == 0
+    md = (tmp_path / "c.md").read_text()
+    assert "1 cells in both" in md and "equal in 1 of 1 cells" in md
+    assert "| 1/2 | 1/2 | 0.5 |" in md
+    assert cli(["compare", str(tmp_path / "a"), str(tmp_path / "nope")]) == 2
