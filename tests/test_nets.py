@@ -67,6 +67,28 @@ def test_trajectory_denoisers_keep_the_shape(arch, horizon):
     assert out.shape == x.shape and bool(jnp.all(jnp.isfinite(out)))
 
 
+@pytest.mark.parametrize("mults,attention,authors", [
+    ((1, 2, 4, 8), False, 3_956_302),   # Diffuser's locomotion U-Net (config/locomotion.py)
+    ((1, 4, 8), False, 3_683_918),      # its maze2d U-Net (maze2d branch, config/maze2d.py)
+    ((1, 2, 4, 8), True, 4_450_702),
+    ((1, 4, 8), True, 4_112_398),       # halfcheetah: horizon 4, attention
+])
+def test_unet_has_the_authors_parameter_count_and_flops(mults, attention, authors):
+    """Counts from instantiating jannerm/diffuser's `TemporalUnet(horizon, 14, dim=32, ...)`
+    in PyTorch (and by hand: a residual block (i -> o) has 5io + 5o^2 + 39o parameters, plus
+    io + o for its 1x1 skip conv). FLOPs: the authors' convolutions and linear layers do
+    19,601,408 multiply-adds per forward pass of one horizon-32 trajectory with dim_mults
+    (1, 2, 4, 8) (55% of them at horizon 4); XLA's count adds norms, Mish and sums on top."""
+    model = nets.TemporalUnet(dim=32, dim_mults=mults, attention=attention)
+    x = jnp.zeros((1, 32, 14))
+    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), x, 0)
+    assert sum(leaf.size for leaf in jax.tree_util.tree_leaves(shapes)) == authors
+    if mults == (1, 2, 4, 8) and not attention:
+        cost = jax.jit(lambda p, x: model.apply(p, x, 0)).lower(shapes, x).cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        assert 2 * 19_601_408 <= cost["flops"] <= 1.03 * 2 * 19_601_408, cost["flops"]
+
+
 def test_unet_rejects_a_horizon_it_cannot_halve():
     with pytest.raises(ValueError, match="multiple of 8"):
         UNET.init(KEY, jnp.zeros((1, 12, 3)), 0)

@@ -79,7 +79,7 @@ class Conv1dBlock(nn.Module):
     @nn.compact
     def __call__(self, x):
         x = Conv1d(self.features, self.kernel)(x)
-        return mish(nn.GroupNorm(num_groups=self.groups)(x))
+        return mish(nn.GroupNorm(num_groups=self.groups, epsilon=1e-5)(x))  # torch's eps
 
 
 class ResidualTemporalBlock(nn.Module):
@@ -103,10 +103,11 @@ class LinearAttention(nn.Module):
     @nn.compact
     def __call__(self, x):
         b, n, c = x.shape
-        qkv = nn.Dense(3 * self.heads * self.dim_head, use_bias=False)(nn.LayerNorm()(x))
+        qkv = nn.Dense(3 * self.heads * self.dim_head, use_bias=False)(
+            nn.LayerNorm(epsilon=1e-5)(x))
         q, k, v = jnp.split(qkv.reshape(b, n, 3, self.heads, self.dim_head), 3, axis=2)
         q, k, v = q[:, :, 0], k[:, :, 0], v[:, :, 0]                       # (b, n, h, d)
-        q = nn.softmax(q, axis=-1) * self.dim_head ** -0.5
+        q = q * self.dim_head ** -0.5          # the authors scale q and softmax k only
         k = nn.softmax(k, axis=1)
         context = jnp.einsum("bnhd,bnhe->bhde", k, v)
         out = jnp.einsum("bhde,bnhd->bnhe", context, q).reshape(b, n, -1)
@@ -114,13 +115,25 @@ class LinearAttention(nn.Module):
 
 
 class TemporalUnet(nn.Module):
-    """Diffuser's temporal U-Net over ``x (batch, horizon, transition_dim)``.
+    """Diffuser's temporal U-Net over ``x (batch, horizon, transition_dim)``, the authors'
+    architecture: jannerm/diffuser `diffuser/models/temporal.py` (`TemporalUnet`, main branch
+    7ea4228, lines 48-123) and `diffuser/models/helpers.py` (Conv1dBlock, Downsample1d,
+    Upsample1d, SinusoidalPosEmb, LinearAttention); the maze2d branch's is the same without
+    attention.
 
-    Channels ``dim * dim_mults``; each level has two residual temporal blocks (conv kernel
-    ``kernel``, GroupNorm(8), Mish, the time embedding added in between), optional linear
-    attention, and halves the horizon except the last; the horizon must be a multiple of
-    ``2 ** (len(dim_mults) - 1)``. A ``cond_encoder`` embedding (e.g. returns, Decision Diffuser)
-    is concatenated to the time embedding.
+    Channels ``dim * dim_mults``. Down path: per level two residual temporal blocks (conv
+    kernel ``kernel``, GroupNorm(8), Mish, the time embedding added between them), optional
+    linear attention, the output kept as a skip, then a stride-2 conv except at the last
+    level. Middle: block, attention, block. Up path, one stage per level but the last: the
+    deepest unused skip concatenated, two blocks, attention, then a stride-2 transposed conv;
+    so the finest skip is never used, as in the authors' code. Then Conv1dBlock and a 1x1 conv.
+    The horizon must be a multiple of ``2 ** (len(dim_mults) - 1)``. Parameters at dim 32,
+    dim_mults (1, 2, 4, 8), 14 dims: 3,956,302, the authors' count (tested).
+
+    Deviations: weights start from Flax's initialisers (lecun-normal, zero bias), not
+    PyTorch's uniform ones; a ``cond_encoder`` embedding (returns, for Decision Diffuser) may
+    be concatenated to the time embedding, which Diffuser itself does not have (it conditions
+    by inpainting).
     """
     dim: int = 32
     dim_mults: Sequence[int] = (1, 2, 4, 8)
@@ -152,13 +165,12 @@ class TemporalUnet(nn.Module):
         h = ResidualTemporalBlock(dims[-1], self.kernel)(h, emb)
         h = attn(h)
         h = ResidualTemporalBlock(dims[-1], self.kernel)(h, emb)
-        skips.pop()
         for d in reversed(dims[:-1]):
-            h = nn.ConvTranspose(h.shape[-1], (4,), strides=(2,), padding="SAME")(h)  # upsample
             h = jnp.concatenate([h, skips.pop()], axis=-1)
             h = ResidualTemporalBlock(d, self.kernel)(h, emb)
             h = ResidualTemporalBlock(d, self.kernel)(h, emb)
             h = attn(h)
+            h = nn.ConvTranspose(d, (4,), strides=(2,), padding="SAME")(h)  # upsample
         h = Conv1dBlock(self.dim, self.kernel)(h)
         return Conv1d(transition_dim, 1)(h)
 
