@@ -56,8 +56,11 @@ def markdown(a: Path, b: Path, rows: List[dict]) -> str:
     for what, ka, kb in [("hardware", "hw_a", "hw_b"), ("jax", "jax_a", "jax_b"),
                          ("code", "code_a", "code_b")]:
         lines.append(f"- {what}: A {', '.join(both(ka))}; B {', '.join(both(kb))}")
-    same_data = sum(r["data_a"] == r["data_b"] for r in rows)
-    lines += [f"- dataset content: equal in {same_data} of {len(rows)} cells", "",
+    known = [r for r in rows if r["data_a"] and r["data_b"]]
+    same_data = sum(r["data_a"] == r["data_b"] for r in known)
+    lines += [f"- dataset content: equal in {same_data} of {len(known)} cells that record it"
+              + (f" ({len(rows) - len(known)} without a hash: results written before it was "
+                 "recorded)" if len(known) < len(rows) else ""), "",
               markdown_table(rows, [
                   ("cell", lambda r: r["cell"]),
                   ("A: mean ± std", lambda r: f"{r['mean_a']:.2f} ± {r['std_a']:.2f}"),

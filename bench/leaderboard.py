@@ -174,7 +174,7 @@ def markdown(sweep: Sweep, rows, aggs, pois) -> str:
     commits = sorted({r["code"] for r in done})
     lines += ["## Data and code", "",
               "The dataset content each task's cells were trained on (SHA-256 of the arrays, "
-              "first 12 hex digits; `python -m bench data list` prints the local copies') and "
+              "first 12 hex digits; `python -m bench data list` prints the local copies) and "
               "its behaviour policy's score. Equal hashes mean equal data.", "",
               markdown_table(data_rows(rows), [
                   ("dataset", lambda r: r["dataset"]), ("content hash", _hashes),

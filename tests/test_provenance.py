@@ -310,6 +310,6 @@ def test_compare_matches_cells_of_two_results_folders_seed_by_seed(tmp_path, ckp
     assert cli(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--write",
                 str(tmp_path / "c.md")]) == 0
     md = (tmp_path / "c.md").read_text()
-    assert "1 cells in both" in md and "equal in 1 of 1 cells" in md
+    assert "1 cells in both" in md and "equal in 1 of 1 cells that record it" in md
     assert "| 1/2 | 1/2 | 0.5 |" in md
     assert cli(["compare", str(tmp_path / "a"), str(tmp_path / "nope")]) == 2
