@@ -33,10 +33,19 @@ def _manager(directory) -> ocp.CheckpointManager:
                                  options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
 
 
+def host_copy(tree: Any) -> Any:
+    """The whole tree on this host; across hosts every process gathers all shards."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return multihost_utils.process_allgather(tree, tiled=True)
+    return jax.device_get(tree)
+
+
 def digest(tree: Any) -> str:
     """SHA-256 over every leaf's path, dtype, shape and bytes."""
     h = hashlib.sha256()
-    for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]:
+    for path, leaf in jax.tree_util.tree_flatten_with_path(host_copy(tree))[0]:
         a = np.ascontiguousarray(np.asarray(leaf))
         h.update(f"{jax.tree_util.keystr(path)}|{a.dtype}|{a.shape}|".encode())
         h.update(a.tobytes())
@@ -52,12 +61,14 @@ def save(directory, step: int, tree: Any) -> None:
     from bench.sysinfo import atomic_write_text
 
     directory = Path(directory)
-    atomic_write_text(_digest_file(directory, step), json.dumps({"sha256": digest(tree)}))
+    sha = digest(tree)  # every process takes part in the gather; the first one writes
+    if jax.process_index() == 0:
+        atomic_write_text(_digest_file(directory, step), json.dumps({"sha256": sha}))
     with _manager(directory) as mgr:
         mgr.save(int(step), args=ocp.args.StandardSave(tree), force=True)
         mgr.wait_until_finished()
         keep = set(mgr.all_steps())
-    for f in directory.glob("digest-*.json"):
+    for f in directory.glob("digest-*.json") if jax.process_index() == 0 else ():
         if int(f.stem.split("-")[1]) not in keep:
             f.unlink(missing_ok=True)
 

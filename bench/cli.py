@@ -36,11 +36,15 @@ class UserError(Exception):
 
 
 def _writable_dir(flag: str, value: str) -> None:
-    """A folder the command may write into: absent (it will be made) or a folder, and no file
-    on the way to it."""
+    """A folder the command may write into: a writable folder, or absent with no file on the
+    way to it and a writable folder above it (it will be made)."""
     path = Path(value)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"{flag} {value}: is a file, not a folder; give a folder")
+    if path.exists():
+        if not path.is_dir():
+            raise UserError(f"{flag} {value}: is a file, not a folder; give a folder")
+        if not os.access(path, os.W_OK):
+            raise UserError(f"{flag} {value}: is not writable; give another folder")
+        return
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
@@ -52,7 +56,7 @@ def _writable_dir(flag: str, value: str) -> None:
 
 
 def check_args(args) -> None:
-    """Every command's arguments, checked before anything is imported or compiled."""
+    """Every command's arguments, checked before any data is read or anything compiles."""
     for name, least in (("seeds", 1), ("steps", 1), ("transitions", 1), ("seed", 0)):
         v = getattr(args, name, None)
         if v is not None and v < least:
@@ -60,10 +64,15 @@ def check_args(args) -> None:
     v = getattr(args, "max_seed_seconds", None)
     if v is not None and not v > 0:
         raise UserError(f"--max-seed-seconds must be positive, got {v}")
-    for name in ("out", "runs"):
+    written = ["out"] + (["runs"] if args.cmd in ("sweep", "claims") else [])
+    for name in written:  # `table` and `compare` only read their results folders
         if getattr(args, name, None) is not None:
             _writable_dir(f"--{name}", getattr(args, name))
-    if args.cmd in ("table",) and not Path(args.runs).is_dir():
+    if getattr(args, "write", None):
+        if Path(args.write).is_dir():
+            raise UserError(f"--write {args.write}: is a folder; give a file name")
+        _writable_dir("--write", str(Path(args.write).parent))
+    if args.cmd == "table" and not Path(args.runs).is_dir():
         raise UserError(f"--runs {args.runs}: no such folder, so the tables would be empty; "
                         "give the folder of results files (default results/runs)")
 
@@ -107,11 +116,10 @@ def cmd_data_agent(args):
     if env.env_id not in behaviour.PPO_RECIPES:
         raise UserError(f"{args.env} has no PPO recipe; envs with one: "
                         f"{', '.join(behaviour.PPO_RECIPES)}")
-    if args.seed < 0:
-        raise UserError(f"--seed must be >= 0, got {args.seed}")
     recipe = behaviour.PPO_RECIPES[env.env_id]
-    committed = behaviour.load_agent(behaviour.REPO_AGENTS, env.env_id, args.seed, recipe)
-    if committed is not None and not args.retrain:
+    committed = None if args.retrain else behaviour.load_agent(
+        behaviour.REPO_AGENTS, env.env_id, args.seed, recipe)  # --retrain repairs a bad one
+    if committed is not None:
         print(f"{behaviour.agent_path(behaviour.REPO_AGENTS, env.env_id, args.seed, recipe)} is "
               f"committed already (sha256 {committed.sha256[:12]}); --retrain replaces it")
         return
@@ -140,7 +148,8 @@ def cmd_data_list(args):
                         ("behaviour return", num("behaviour_return")),
                         ("normalised score", num("normalized_score")),
                         ("content hash", lambda r: (r.get("content_hash") or "-")[:12]
-                         + (" (verified)" if r.get("verified") else "")),
+                         + (" (verified)" if r.get("verified") else " (no stored hash)"
+                            if args.verify and not r.get("error") else "")),
                         ("problem", lambda r: r.get("error", ""))]))
     bad = [r for r in rows if r.get("error")]
     print(f"\n(datasets in {datasets_root()}"

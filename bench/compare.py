@@ -29,9 +29,11 @@ def pairs(a: Path, b: Path) -> List[dict]:
         ra, rb = runs_a[rel], runs_b[rel]
         sa = np.array([f["score"] for f in ra["final"]], float)
         sb = np.array([f["score"] for f in rb["final"]], float)
-        n = min(len(sa), len(sb))
+        n = min(len(sa), len(sb))  # seeds 0..n-1 are the same seeds in both
         out.append({
-            "cell": str(rel.with_suffix("")), "seeds": n,
+            "cell": str(rel.with_suffix("")) + (f" (seeds {len(sa)} / {len(sb)}: the first {n} "
+                                                "compared)" if len(sa) != len(sb) else ""),
+            "seeds": n,
             "equal": int(np.sum(sa[:n] == sb[:n])),
             "close": int(np.sum(np.abs(sa[:n] - sb[:n]) <= TOL)),
             "max_diff": float(np.nanmax(np.abs(sa[:n] - sb[:n]))) if n else float("nan"),

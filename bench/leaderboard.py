@@ -16,13 +16,11 @@ evaluation included), compile time and hardware.
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
 
-from algos.config import ConfigError
 from bench import runs_table, stats, sysinfo
 from bench.sweep import Sweep
 from bench.tables import markdown_table
@@ -38,12 +36,8 @@ def collect(sweep: Sweep, runs: Path) -> List[dict]:
         if not path.exists():
             rows.append({**row, "status": "not run", "scores": []})
             continue
-        try:
-            res = json.loads(path.read_text())
-            final_scores = runs_table.final_scores(res)
-        except (ValueError, KeyError, TypeError, AttributeError, OSError):
-            raise ConfigError(f"{path} is not a valid results file (damaged or hand-edited); "
-                              "move it away, then rerun the sweep to retrain that cell") from None
+        res = runs_table.read_results(path)
+        final_scores = runs_table.final_scores(res)
         data = res.get("data") or {}
         rows.append({
             **row, "status": "done", **final_scores,
@@ -106,11 +100,11 @@ def data_rows(rows) -> List[dict]:
     for ds in dict.fromkeys(r["dataset"] for r in rows):
         mine = [r for r in rows if r["dataset"] == ds and r["status"] == "done"]
         hashes = list(dict.fromkeys(r["data_hash"] for r in mine))
-        first = mine[0] if mine else {}
+        one = mine[0] if len(hashes) == 1 else {}  # several datasets: no single behaviour
         out.append({"dataset": ds, "hashes": hashes, "cells": len(mine),
-                    "behaviour_return": first.get("behaviour_return"),
-                    "behaviour_score": first.get("behaviour_score"),
-                    "transitions": first.get("transitions")})
+                    "behaviour_return": one.get("behaviour_return"),
+                    "behaviour_score": one.get("behaviour_score"),
+                    "transitions": one.get("transitions")})
     return out
 
 

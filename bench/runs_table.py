@@ -21,18 +21,33 @@ from bench.tables import markdown_table
 
 
 
+REQUIRED = ("schema", "algo", "dataset", "config", "config_hash", "seeds", "steps",
+            "eval_episodes", "final", "rows", "wall_s", "compile_s", "versions", "hardware")
+
+
+def read_results(path) -> dict:
+    """A results file, whole: valid JSON with every field the tables read and a score per
+    seed; anything else is a one-line `ConfigError` naming the file."""
+    from algos.config import ConfigError
+
+    try:
+        run = json.loads(Path(path).read_text())
+        ok = (isinstance(run, dict) and all(k in run for k in REQUIRED)
+              and isinstance(run["final"], list) and isinstance(run["hardware"], dict)
+              and all(isinstance(f, dict) and isinstance(f.get("score"), (int, float))
+                      for f in run["final"]))
+    except (ValueError, OSError):
+        ok = False
+    if not ok:
+        raise ConfigError(f"{path} is not a valid results file (damaged or hand-edited); move "
+                          "it away, then rerun the sweep that wrote it to retrain that cell")
+    return run
+
+
 def load_runs(root: Path) -> List[dict]:
     runs = []
     for path in sorted(Path(root).rglob("*.json")):
-        try:
-            run = json.loads(path.read_text())
-            if not isinstance(run, dict):
-                raise ValueError
-        except (ValueError, OSError):
-            from algos.config import ConfigError
-
-            raise ConfigError(f"{path} is not a valid results file (damaged or hand-edited); "
-                              "move it away, then rerun the sweep that wrote it") from None
+        run = read_results(path)
         if run.get("complete"):
             run["_path"] = str(path)
             runs.append(run)

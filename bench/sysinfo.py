@@ -80,8 +80,9 @@ def available_memory() -> tuple:
 
 def code_version(root: Path = Path(__file__).resolve().parent.parent) -> dict:
     """The git commit of the code that ran, and whether tracked files outside `results/`
-    differed from it (results written from modified code say so; the results folder itself is
-    what the runs write, so it does not count); None where the code is not a git checkout."""
+    differed from it, or untracked files not ignored appeared (results written from modified
+    code say so; the results folder itself is what the runs write, so it does not count);
+    `{"commit": None, "dirty": None}` where the code is not a git checkout."""
     import subprocess
 
     def git(*args):
@@ -90,15 +91,14 @@ def code_version(root: Path = Path(__file__).resolve().parent.parent) -> dict:
 
     try:
         commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".",
-                         ":(exclude)results"))
+        dirty = bool(git("status", "--porcelain", "--", ".", ":(exclude)results"))
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
     return {"commit": commit, "dirty": dirty}
 
 
 def hardware_line(hw: dict | None = None) -> str:
-    hw = hw or hardware()
+    hw = hardware() if hw is None else hw
     ext = hw.get("cpu_flags")
     widest = float_class({**hw, "platform": "cpu"}).split("/")[1] if ext else None
     host = f"{hw['cpu']}, {hw['cores']} cores" + (f", {widest}" if widest else "")

@@ -19,8 +19,10 @@ changes the published tables (they read `results/runs/`, which the sweeps write)
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Callable, Dict, Optional
@@ -37,7 +39,7 @@ from bench import sysinfo
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "results" / "runs"
 ADHOC = ROOT / ".cache" / "runs"
-CHECKPOINTS = ROOT / ".cache" / "checkpoints"
+CHECKPOINTS = ROOT / ".cache" / "checkpoints"  # or $DIFFRL_CHECKPOINTS (e.g. a scratch disk)
 SCHEMA = 2  # 2: the dataset's content hash, the code version and the CPU's vector extensions
 
 
@@ -90,15 +92,6 @@ def seed_sharding(seeds: int):
     return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seed"))
 
 
-def _fetch(tree):
-    """Host copy of a seed-sharded pytree; across hosts every process gathers all seeds."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        return multihost_utils.process_allgather(tree, tiled=True)
-    return jax.device_get(tree)
-
-
 def _rows(algo, dataset_id, chash, metrics, periods_done, wall, compile_s):
     rows = []
     seeds = metrics["score"].shape[0]
@@ -128,13 +121,10 @@ def existing(path: Path, seeds: int, config, force: bool = False,
     (`content_hash`, when given) is a one-line error: nothing is reused or replaced silently."""
     if force or not path.exists():
         return None
+    from bench.runs_table import read_results
+
     fix = "move it away to keep it, or rerun with --force to replace it"
-    try:
-        prev = json.loads(path.read_text())
-        if not isinstance(prev, dict):
-            raise ValueError
-    except (ValueError, UnicodeDecodeError, OSError):
-        raise ConfigError(f"{path} is not a valid results file; {fix}") from None
+    prev = read_results(path)
     if prev.get("schema") != SCHEMA:
         raise ConfigError(f"{path} was written by results schema {prev.get('schema')} (this "
                           f"code writes {SCHEMA}); {fix}")
@@ -153,16 +143,19 @@ def existing(path: Path, seeds: int, config, force: bool = False,
     return prev if prev.get("complete") else None
 
 
-def memory_check(train, keys, dataset, seeds: int, available=None) -> int:
+def memory_check(train, keys, dataset, seeds: int, available=None, devices: int = 1) -> int:
     """A lower bound on the memory the cell needs, checked against what the machine has before
-    anything compiles: every seed's state (parameters, optimiser moments, target networks;
-    shapes from `jax.eval_shape`, nothing allocated) three times over (the state, the updated
-    state, the checkpoint's host copy) plus the dataset twice (host and device). Activations
+    anything compiles (state shapes from `jax.eval_shape`: parameters, optimiser moments,
+    target networks; nothing allocated). On a CPU, where host and device share one memory:
+    the state three times (the state, the updated state, the checkpoint's host copy) and the
+    dataset twice (host and device). On an accelerator, what one device must hold: the state
+    twice, split over the `devices` the seeds shard over, and the dataset once. Activations
     come on top. One-line `ConfigError` when it does not fit; returns the estimate (bytes)."""
     shapes = jax.eval_shape(jax.vmap(train.init), keys)
     state = sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(shapes))
     data = sum(v.nbytes for v in dataset.transitions.values())
-    need = 3 * state + 2 * data
+    on_cpu = jax.devices()[0].platform == "cpu"
+    need = 3 * state + 2 * data if on_cpu else 2 * state // devices + data
     have, where = available if available is not None else sysinfo.available_memory()
     if have is not None and need > have:
         gib = 1 << 30
@@ -195,8 +188,13 @@ def run(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None,
         log(f"{path} exists (same config, data and {seeds} seeds): nothing to do; "
             "--force reruns")
         return previous
-    ckpt_dir = checkpoint_dir(checkpoints or CHECKPOINTS, name, chash_data, seeds)
-    with checkpoint.lock(ckpt_dir, f"{algo} on {dataset_id} (config {chash}, {seeds} seeds)"):
+    root = Path(checkpoints or os.environ.get("DIFFRL_CHECKPOINTS") or CHECKPOINTS)
+    ckpt_dir = checkpoint_dir(root, name, chash_data, seeds)
+    # one process per cell (any seed count or data: they share the results file); across
+    # hosts the first process holds it for all
+    lock = (checkpoint.lock(root / name, f"{algo} on {dataset_id} (config {chash})")
+            if jax.process_index() == 0 else contextlib.nullcontext())
+    with lock:
         if previous is None and not force:  # finished by another process while we looked?
             previous = existing(path, seeds, config, force, chash_data)
             if previous is not None and not return_state:
@@ -219,7 +217,8 @@ def preflight(algo: str, dataset, seeds: int, config):
     env = envs.make(dataset.env_id)
     train = algos.get(algo).make_train(config, dataset, env)
     keys = seed_keys(seeds)
-    memory_check(train, keys, dataset, seeds)
+    shard = seed_sharding(seeds)
+    memory_check(train, keys, dataset, seeds, devices=1 if shard is None else shard.mesh.size)
     return env, train, keys
 
 
@@ -263,7 +262,7 @@ def _run(algo, dataset_id, seeds, config, chash, name, path, previous, ckpt_dir,
     t_run = t_session - (wall[done - 1] if done else 0.0)
     for p in range(done, periods):
         state, m = compiled(state)
-        m = _fetch(m)
+        m = checkpoint.host_copy(m)
         for k in metrics:
             metrics[k][:, p] = np.asarray(m[k])[:, 0]
         wall[p] = time.time() - t_run

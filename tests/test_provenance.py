@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -176,7 +177,7 @@ def test_a_damaged_checkpoint_stops_the_run_with_one_line(tmp_path, ckpts, capsy
 def test_a_second_run_of_the_same_cell_says_it_is_running(tmp_path, ckpts, capsys):
     config = bench_train.make_config("bc", 6, SETS, BANDIT)
     name = bench_train.cell_name("bc", BANDIT, config)
-    d = bench_train.checkpoint_dir(ckpts, name, datasets.stored_hash(BANDIT), 2)
+    d = ckpts / name  # one lock per cell, whatever its seeds or data
     with checkpoint.lock(d, "the first"):
         assert cli(_train_argv(tmp_path / "runs")) == 2
         _one_line(capsys, "already running", f"process {os.getpid()}")
@@ -292,11 +293,17 @@ def test_the_memory_estimate_refuses_what_would_not_fit():
     data = datasets.load(BANDIT)
     config = bench_train.make_config("bc", 6, SETS, BANDIT)
     tr = __import__("algos").get("bc").make_train(config, data, envs.make("bandit-2d"))
-    keys = bench_train.seed_keys(4)
-    need = bench_train.memory_check(tr, keys, data, 4, available=(1 << 40, "test"))
-    assert need > sum(v.nbytes for v in data.transitions.values())
+    roomy = (1 << 40, "test")
+    need = {n: bench_train.memory_check(tr, bench_train.seed_keys(n), data, n, available=roomy)
+            for n in (4, 8)}
+    # on a CPU: the state three times (its size from the parameter count: BC keeps params and
+    # Adam's two moments) and the data twice
+    params = jax.eval_shape(tr.init, jax.random.PRNGKey(0))
+    per_seed = sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(params))
+    assert need[8] - need[4] == 3 * 4 * per_seed
+    assert need[4] == 3 * 4 * per_seed + 2 * sum(v.nbytes for v in data.transitions.values())
     with pytest.raises(ConfigError, match="4 seeds need at least .* GiB .* test has"):
-        bench_train.memory_check(tr, keys, data, 4, available=(1000, "test"))
+        bench_train.memory_check(tr, bench_train.seed_keys(4), data, 4, available=(1000, "test"))
 
 
 def test_compare_matches_cells_of_two_results_folders_seed_by_seed(tmp_path, ckpts, capsys):
@@ -313,3 +320,34 @@ def test_compare_matches_cells_of_two_results_folders_seed_by_seed(tmp_path, ckp
     assert "1 cells in both" in md and "equal in 1 of 1 cells that record it" in md
     assert "| 1/2 | 1/2 | 0.5 |" in md
     assert cli(["compare", str(tmp_path / "a"), str(tmp_path / "nope")]) == 2
+
+
+@pytest.mark.slow
+def test_two_processes_on_one_cell_the_second_says_it_is_running(tmp_path):
+    """The same as above with two real `python -m bench train` processes."""
+    import subprocess
+    import sys
+    import time
+
+    ckpts = tmp_path / "ckpt"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+           "DIFFRL_CHECKPOINTS": str(ckpts)}
+    argv = [sys.executable, "-m", "bench", "train", "--algo", "diffusion_bc", "--dataset", BANDIT,
+            "--seeds", "2", "--steps", "6000", "--set", "eval_every=2000", "--set",
+            "diffusion.T=20", "--out", str(tmp_path / "runs"), "--force"]
+    first = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    lock = None
+    while time.time() < deadline and lock is None:  # wait until the first holds its lock
+        for f in ckpts.glob("diffusion_bc/*/*/.lock"):
+            if f.read_text().strip() == str(first.pid):
+                lock = f
+        time.sleep(0.2)
+    assert lock is not None, "the first run never took its lock"
+    second = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert second.returncode == 2, second.stderr
+    err = second.stderr.strip().splitlines()
+    assert len(err) == 1 and "already running" in err[0] and str(first.pid) in err[0]
+    assert first.wait(timeout=600) == 0, first.stdout.read()
+    assert len(list((tmp_path / "runs").rglob("*.json"))) == 1

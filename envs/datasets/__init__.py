@@ -150,7 +150,7 @@ def list_datasets(verify: bool = False) -> List[dict]:
         if verify:
             try:
                 row["content_hash"] = load(ds_id, verify=True).content_hash
-                row["verified"] = True
+                row["verified"] = bool(ours.get("content_hash"))  # public ones store none
             except DatasetError as e:
                 row["error"] = str(e)
         rows.append(row)

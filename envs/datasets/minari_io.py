@@ -175,10 +175,11 @@ def read_metadata(dataset_id: str) -> dict:
     path = dataset_path(dataset_id) / "data"
     try:
         meta = dict(MinariStorage.read_raw_metadata(path))
+        if "diffrl" in meta:
+            meta["diffrl"] = json.loads(meta["diffrl"])
     except Exception as e:  # noqa: BLE001 - any failure here means an unreadable dataset
-        raise DatasetError(f"cannot read dataset {dataset_id} at {path}: {e}") from None
-    if "diffrl" in meta:
-        meta["diffrl"] = json.loads(meta["diffrl"])
+        raise DatasetError(f"cannot read the metadata of dataset {dataset_id} at {path} "
+                           f"({type(e).__name__}); delete the folder and rebuild it") from None
     return meta
 
 
