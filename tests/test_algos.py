@@ -104,7 +104,7 @@ def test_overrides_parse_types_and_reject_unknown_or_ill_typed_fields():
     assert config_hash(cfg) != config_hash(diffusion_ql.Config())
     with pytest.raises(ConfigError, match="unknown config field 'etaa'.*valid fields of diffusion_ql: steps"):
         apply_overrides(cfg, {"etaa": "1"})
-    with pytest.raises(ConfigError, match="eta=abc: expected float"):
+    with pytest.raises(ConfigError, match="eta='abc': expected float"):
         apply_overrides(cfg, {"eta": "abc"})
     with pytest.raises(ConfigError, match="multiple of eval_every"):
         apply_overrides(cfg, {"steps": "1200"})
@@ -116,7 +116,7 @@ def test_cli_train_bad_input_is_one_line(capsys):
     for argv, expect in [
         (["train", "--algo", "dqn", "--dataset", BANDIT], "unknown algorithm 'dqn'"),
         (["train", "--algo", "bc", "--dataset", BANDIT, "--set", "lr=fast"],
-         "--set lr=fast: expected float"),
+         "--set lr='fast': expected float"),
         (["train", "--algo", "bc", "--dataset", BANDIT, "--set", "foo=1"],
          "unknown config field 'foo'"),
         (["train", "--algo", "bc", "--dataset", "jaxrl/nope/x-v0"], "unknown dataset id"),
