@@ -210,17 +210,21 @@ def cmd_sweep(args):
 
 
 def _tables(args, sw):
-    """The sweep's leaderboard and throughput tables, and the table of every run."""
+    """The sweep's leaderboard and throughput tables, and the table of every run. A sweep
+    none of whose cells has results keeps its leaderboard as it is."""
     from bench import leaderboard, runs_table, sysinfo
 
-    out = Path(args.out)
-    md, written = leaderboard.write(sw, Path(args.runs), out)
-    rows = runs_table.summarise(runs_table.load_runs(Path(args.runs)))
+    out, runs = Path(args.out), Path(args.runs)
+    written, md = [], None
+    if any(r["status"] == "done" for r in leaderboard.collect(sw, runs)):
+        md, written = leaderboard.write(sw, runs, out)
+    rows = runs_table.summarise(runs_table.load_runs(runs))
     if rows:
         written += [out / "policies.md", out / "policies.csv"]
         sysinfo.atomic_write_text(written[-2], runs_table.markdown(rows))
         sysinfo.atomic_write_text(written[-1], runs_table.csv_text(rows))
-    print(md)
+    print(md or f"(no cell of sweep {sw.name} has results in {runs}: its leaderboard is left "
+                f"as it is; run `python -m bench sweep {sw.name}` to make it)")
     print(f"(written: {', '.join(str(p) for p in written)})")
 
 
@@ -250,13 +254,12 @@ def cmd_claims(args):
 
 
 def cmd_table(args):
-    from bench import leaderboard, sweep
+    from bench import runs_table, sweep
 
     sw = sweep.load(args.sweep)
-    if not any(r["status"] == "done" for r in leaderboard.collect(sw, Path(args.runs))):
-        raise UserError(f"no cell of sweep {sw.name} has results in {args.runs}, so its tables "
-                        f"would be empty; nothing written (run `python -m bench sweep "
-                        f"{sw.name}` first)")
+    if not runs_table.load_runs(Path(args.runs)):
+        raise UserError(f"no results files in {args.runs}, so every table would be empty; "
+                        f"nothing written (run `python -m bench sweep {sw.name}` first)")
     _tables(args, sw)
 
 

@@ -108,7 +108,7 @@ def summarise(runs: List[dict]) -> List[dict]:
 
 COLUMNS = [("dataset", lambda r: r["dataset"]), ("algorithm", lambda r: r["algo"]),
            ("config", lambda r: r["config_hash"]),
-           ("data", lambda r: f"`{str(r['data_hash'])[:12]}`"),
+           ("data", lambda r: f"`{r['data_hash'][:12]}`" if r["data_hash"] else "-"),
            ("normalised score", score_text),
            ("best during training", best_text),
            ("seeds", lambda r: str(r["seeds"])), ("steps", lambda r: f"{r['steps']:,d}"),

@@ -236,9 +236,10 @@ def test_speed_policies_quick_and_table_from_results(tmp_path, capsys):
     assert md.startswith("# Offline policy speed") and "diffusion_ql + EDP" in md
 
     # the score table is rebuilt from results files alone; a diverged seed is counted apart
-    run = {"complete": True, "algo": "bc", "dataset": "jaxrl/x/y-v0", "config_hash": "abc",
+    run = {"schema": 2, "complete": True, "algo": "bc", "dataset": "jaxrl/x/y-v0",
+           "config": {}, "config_hash": "abc", "seeds": 3, "versions": {},
            "steps": 10, "eval_episodes": 2, "wall_s": 1.0, "compile_s": 2.0,
-           "hardware": {"cpu": "cpu", "cores": 2},
+           "hardware": {"platform": "cpu", "cpu": "cpu", "cores": 2},
            "final": [{"seed": 0, "score": 10.0}, {"seed": 1, "score": 30.0},
                      {"seed": 2, "score": float("nan")}],
            "rows": [{"seed": s, "step": st, "score": v} for s, st, v in
@@ -249,4 +250,4 @@ def test_speed_policies_quick_and_table_from_results(tmp_path, capsys):
     assert cli(["table", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path)]) == 0
     table = (tmp_path / "policies.md").read_text()
     # best during training: seed 0 15, seed 1 30; the diverged seed 2 is left out
-    assert "| jaxrl/x/y-v0 | bc | abc | 20.0 ± 10.0 (1 diverged) | 22.5 ± 7.5 | 3 |" in table
+    assert "| jaxrl/x/y-v0 | bc | abc | - | 20.0 ± 10.0 (1 diverged) | 22.5 ± 7.5 | 3 |" in table
