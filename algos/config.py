@@ -145,16 +145,25 @@ def flatten(table: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
     return out
 
 
+FLOAT32_MAX = 3.4028234663852886e38   # numbers go into float32 and int32 arrays
+INT32_MAX = 2 ** 31 - 1
+
+
 def _check_numbers(config, prefix=""):
-    """Every float finite, every int and tuple entry positive where a size is meant."""
+    """Every float finite in float32, every int within int32, every tuple entry a positive
+    size: a number that overflows on the device would train on inf or NaN."""
     for f in dataclasses.fields(config):
         v = getattr(config, f.name)
+        name = f"{prefix}{f.name}"
         if dataclasses.is_dataclass(v):
-            _check_numbers(v, f"{prefix}{f.name}.")
-        elif isinstance(v, float) and not math.isfinite(v):
-            raise ConfigError(f"{prefix}{f.name} must be finite, got {v}")
-        elif isinstance(v, tuple) and any(isinstance(x, int) and x <= 0 for x in v):
-            raise ConfigError(f"{prefix}{f.name} must hold positive sizes, got {v}")
+            _check_numbers(v, f"{name}.")
+        elif isinstance(v, float) and not (math.isfinite(v) and abs(v) <= FLOAT32_MAX):
+            raise ConfigError(f"{name} must be finite in float32 (|x| <= 3.4e38), got {v}")
+        elif isinstance(v, int) and not isinstance(v, bool) and abs(v) > INT32_MAX:
+            raise ConfigError(f"{name} must fit in int32 (|x| <= {INT32_MAX:,d}), got {v}")
+        elif isinstance(v, tuple) and any(isinstance(x, int) and not 0 < x <= INT32_MAX
+                                          for x in v):
+            raise ConfigError(f"{name} must hold positive sizes, got {v}")
 
 
 def validate(config):

@@ -41,6 +41,7 @@ from algos import nets
 
 SAMPLERS = ("ddpm", "ddim", "dpm_solver_pp", "edm")
 BACKBONES = tuple(nets.DENOISERS)           # mlp, resmlp, unet, dit
+MAX_T = 100_000                            # longer schedules: use a continuous-time one (EDM)
 SEQUENCE_BACKBONES = ("unet", "dit")        # denoise (batch, horizon, dim) trajectories
 
 
@@ -82,6 +83,9 @@ class DiffusionSpec:
         for name in ("T", "width", "depth", "heads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.T > MAX_T:
+            raise ConfigError(f"T must be at most {MAX_T:,d} (its schedule is a table of T "
+                              f"entries), got {self.T:,d}")
         if self.steps < 0:
             raise ConfigError(f"steps must be >= 0 (0: T), got {self.steps}")
         if self.clip_x0 < 0 or self.eta < 0:

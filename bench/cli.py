@@ -57,10 +57,11 @@ def _writable_dir(flag: str, value: str) -> None:
 
 def check_args(args) -> None:
     """Every command's arguments, checked before any data is read or anything compiles."""
-    for name, least in (("seeds", 1), ("steps", 1), ("transitions", 1), ("seed", 0)):
+    for name, least, most in (("seeds", 1, 1 << 16), ("steps", 1, 2 ** 31 - 1),
+                              ("transitions", 1, 10 ** 9), ("seed", 0, 2 ** 31 - 1)):
         v = getattr(args, name, None)
-        if v is not None and v < least:
-            raise UserError(f"--{name} must be at least {least}, got {v}")
+        if v is not None and not least <= v <= most:
+            raise UserError(f"--{name} must be between {least} and {most:,d}, got {v}")
     v = getattr(args, "max_seed_seconds", None)
     if v is not None and not v > 0:
         raise UserError(f"--max-seed-seconds must be positive, got {v}")
@@ -219,7 +220,7 @@ def _tables(args, sw):
     if any(r["status"] == "done" for r in leaderboard.collect(sw, runs)):
         md, written = leaderboard.write(sw, runs, out)
     rows = runs_table.summarise(runs_table.load_runs(runs))
-    if rows:
+    if runs_table.shown(rows):  # never an empty table over a real one
         written += [out / "policies.md", out / "policies.csv"]
         sysinfo.atomic_write_text(written[-2], runs_table.markdown(rows))
         sysinfo.atomic_write_text(written[-1], runs_table.csv_text(rows))
@@ -358,12 +359,6 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
     args.argv = argv
-    if args.cmd != "speed":  # speed reports real compile times
-        jaxcache.enable()
-    if os.environ.get("DIFFRL_DISTRIBUTED"):  # one process per host; seeds shard over all
-        import jax
-
-        jax.distributed.initialize()
     from algos.checkpoint import CheckpointError
     from algos.config import ConfigError
     from envs.core import EnvError
@@ -372,9 +367,24 @@ def main(argv=None):
     t0 = time.time()
     try:
         check_args(args)
+        if args.cmd != "speed":  # speed reports real compile times
+            jaxcache.enable()
+        if os.environ.get("DIFFRL_DISTRIBUTED"):  # one process per host; seeds shard over all
+            import jax
+
+            jax.distributed.initialize()
         rc = args.fn(args)
     except (UserError, EnvError, DatasetError, ConfigError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a path the environment gives (MINARI_DATASETS_PATH, ...) is unusable
+        where = f": {e.filename}" if e.filename else ""
+        print(f"error: {e.strerror or type(e).__name__}{where}; check the path, its "
+              "permissions and the free space (MINARI_DATASETS_PATH, DIFFRL_CHECKPOINTS, "
+              "DIFFRL_JAX_CACHE, --out, --runs)", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("error: out of memory; run fewer seeds or smaller sizes", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"interrupted after {time.time() - t0:.0f}s; rerun the same command to continue",

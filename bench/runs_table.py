@@ -33,9 +33,12 @@ def read_results(path) -> dict:
     try:
         run = json.loads(Path(path).read_text())
         ok = (isinstance(run, dict) and all(k in run for k in REQUIRED)
-              and isinstance(run["final"], list) and isinstance(run["hardware"], dict)
+              and all(isinstance(run.get(k, {}), dict)
+                      for k in ("hardware", "versions", "config", "data", "code"))
+              and isinstance(run["final"], list) and run["final"]
               and all(isinstance(f, dict) and isinstance(f.get("score"), (int, float))
-                      for f in run["final"]))
+                      for f in run["final"])
+              and isinstance(run.get("seeds"), int) and len(run["final"]) == run["seeds"])
     except (ValueError, OSError):
         ok = False
     if not ok:
@@ -117,8 +120,15 @@ COLUMNS = [("dataset", lambda r: r["dataset"]), ("algorithm", lambda r: r["algo"
            ("compile s", lambda r: f"{r['compile_s']:.0f}")]
 
 
-def markdown(rows, exclude_prefix=("jaxrl/bandit/",)) -> str:
-    rows = [r for r in rows if not r["dataset"].startswith(tuple(exclude_prefix))]
+EXCLUDED = ("jaxrl/bandit/",)  # the bandit has its own table (results/bandit.md)
+
+
+def shown(rows) -> List[dict]:
+    return [r for r in rows if not r["dataset"].startswith(EXCLUDED)]
+
+
+def markdown(rows) -> str:
+    rows = shown(rows)
     hw = sorted({r["hardware"] for r in rows})
     return "\n".join([
         "# Offline policies: normalised scores", "",

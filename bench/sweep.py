@@ -87,6 +87,8 @@ class Sweep:
 def resolve(name_or_path) -> Path:
     """`quick` -> bench/sweeps/quick.toml; a path is taken as it is."""
     p = Path(name_or_path)
+    if p.is_dir():
+        raise SweepError(f"{p} is a folder; give a sweep file (.toml) or a sweep name")
     if p.suffix == ".toml" or p.exists():
         return p
     path = SWEEPS / f"{name_or_path}.toml"
@@ -167,14 +169,22 @@ def _group_cells(g: dict, where: str) -> List[Cell]:
 
 
 def _read(path: Path, seen: Tuple[Path, ...]) -> Tuple[dict, List[Cell]]:
+    try:
+        path = path.resolve()
+    except OSError as e:
+        raise SweepError(f"sweep file {path}: {e.strerror}") from None
     if path in seen:
         raise SweepError(f"{path.name}: includes itself (through {seen[-1].name})")
-    if not path.exists():
-        raise SweepError(f"sweep file {path} does not exist")
+    if not path.is_file():
+        raise SweepError(f"sweep file {path} does not exist" if not path.exists() else
+                         f"{path} is not a file; give a sweep file (.toml)")
     try:
-        doc = tomllib.loads(path.read_text())
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise SweepError(f"{path.name}: not valid TOML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SweepError(f"{path.name}: cannot be read as UTF-8 text "
+                         f"({type(e).__name__})") from None
     extra = set(doc) - TOP_KEYS
     if extra:
         raise SweepError(f"{path.name}: unknown key {sorted(extra)[0]!r}; a sweep file has "
@@ -188,7 +198,8 @@ def _read(path: Path, seen: Tuple[Path, ...]) -> Tuple[dict, List[Cell]]:
             inc = {"sweep": inc}
         skip = inc.get("skip", []) if isinstance(inc, dict) else None
         if not (isinstance(inc, dict) and isinstance(inc.get("sweep"), str)
-                and set(inc) <= {"sweep", "skip"} and isinstance(skip, list)):
+                and set(inc) <= {"sweep", "skip"} and isinstance(skip, list)
+                and all(isinstance(x, str) for x in skip)):
             raise SweepError(f"{path.name}: an include is a sweep name or "
                              "{ sweep = NAME, skip = [METHOD, ...] }")
         name = inc["sweep"]
@@ -214,11 +225,15 @@ def load(name_or_path) -> Sweep:
     if not cells:
         raise SweepError(f"{path.name}: no cells; add a [[group]] with algos, datasets, seeds")
     seen: Dict[Tuple[str, str], Cell] = {}
+    algo_of: Dict[str, str] = {}
     for c in cells:
         key = (c.label, c.dataset)
         if key in seen and seen[key] != c:
             raise SweepError(f"{path.name}: method {c.label!r} on {c.dataset} is declared twice "
                              "with different settings; give one of them another label")
+        if algo_of.setdefault(c.label, c.algo) != c.algo:
+            raise SweepError(f"{path.name}: label {c.label!r} names two algorithms "
+                             f"({algo_of[c.label]} and {c.algo}); give each its own label")
         seen[key] = c
     cells = list(dict.fromkeys(cells))
     board = doc.get("leaderboard", {})
@@ -226,9 +241,13 @@ def load(name_or_path) -> Sweep:
         raise SweepError(f"{path.name}: [leaderboard] takes only "
                          f"{', '.join(sorted(LEADERBOARD_KEYS))}")
     compare = board.get("compare", [])
+    if not isinstance(compare, list):
+        raise SweepError(f"{path.name}: leaderboard.compare must be a list of pairs, e.g. "
+                         '[["Diffusion-QL", "TD3+BC"]]')
     labels = {c.label for c in cells}
     for pair in compare:
-        if not (isinstance(pair, list) and len(pair) == 2 and all(p in labels for p in pair)):
+        if not (isinstance(pair, list) and len(pair) == 2
+                and all(isinstance(p, str) and p in labels for p in pair)):
             raise SweepError(f"{path.name}: leaderboard.compare entry {pair!r} must be a pair "
                              f"of methods of the sweep: {', '.join(sorted(labels))}")
     tier = doc.get("data_tier", "quick")

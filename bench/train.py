@@ -49,6 +49,8 @@ def parse_sets(pairs) -> Dict[str, str]:
         if "=" not in pair:
             raise ConfigError(f"--set {pair}: expected key=value")
         key, value = pair.split("=", 1)
+        if key.strip() in out:
+            raise ConfigError(f"--set {key.strip()} is given twice; give it once")
         out[key.strip()] = value.strip()
     return out
 
@@ -65,6 +67,9 @@ def make_config(algo: str, steps: Optional[int] = None, overrides: Optional[dict
         base = apply_overrides(base, algos.task_defaults(algo, dataset_id))
     overrides = dict(overrides or {})
     if steps is not None:
+        if "steps" in overrides and str(overrides["steps"]) != str(steps):
+            raise ConfigError(f"--steps {steps} and --set steps={overrides['steps']} disagree; "
+                              "give one of them")
         overrides.setdefault("steps", steps)
         if "eval_every" not in overrides and steps < base.eval_every:
             overrides["eval_every"] = steps
@@ -274,6 +279,14 @@ def _run(algo, dataset_id, seeds, config, chash, name, path, previous, ckpt_dir,
             f"{np.nanmean(sc):7.1f} ± {np.nanstd(sc):5.1f}  "
             f"({wall[p]:.0f}s, ~{eta:.0f}s left)")
 
+    # a seed whose state holds inf or NaN diverged, whatever its last evaluation returned
+    # (an env can score a NaN action like any other)
+    finite = np.ones(seeds, bool)
+    for leaf in jax.tree_util.tree_leaves(checkpoint.host_copy(state)):
+        leaf = np.asarray(leaf)
+        if np.issubdtype(leaf.dtype, np.floating):
+            finite &= np.isfinite(leaf.reshape(seeds, -1)).all(axis=1)
+    metrics["score"][~finite, periods - 1] = np.nan
     rows = _rows(algo, dataset_id, chash, metrics, periods, wall, compile_s)
     final = [r for r in rows if r["step"] == config.steps]
     result = {

@@ -351,3 +351,76 @@ def test_two_processes_on_one_cell_the_second_says_it_is_running(tmp_path):
     assert len(err) == 1 and "already running" in err[0] and str(first.pid) in err[0]
     assert first.wait(timeout=600) == 0, first.stdout.read()
     assert len(list((tmp_path / "runs").rglob("*.json"))) == 1
+
+
+# --- what a red-team pass found ---------------------------------------------------------------
+def test_red_team_inputs_are_one_line(tmp_path, monkeypatch, capsys):
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    sweeps = tmp_path / "sweeps"
+    sweeps.mkdir()
+    (sweeps / "latin1.toml").write_bytes(b"\xff\xfe description = 1\n")
+    cell = ('[[group]]\nalgos = ["{a}"]\ndatasets = ["{d}"]\n'
+            'seeds = 2\nsteps = 6\nset = {{ eval_every = 3 }}\nlabel = "X"\n')
+    (sweeps / "clash.toml").write_text(cell.format(a="bc", d=BANDIT) + cell.format(
+        a="td3_bc", d="jaxrl/pendulum/medium-expert-v0"))
+    (sweeps / "skip.toml").write_text('include = [{ sweep = "bandit", skip = [["BC"]] }]\n')
+    (sweeps / "board.toml").write_text(cell.format(a="bc", d=BANDIT)
+                                       + "[leaderboard]\ncompare = 5\n")
+    base = ["train", "--algo", "bc", "--dataset", BANDIT, "--seeds", "2", "--out",
+            str(tmp_path / "runs")]
+    for argv, expect in [
+        (base + ["--set", "lr=1e300"], "finite in float32"),
+        (base + ["--set", "steps=3000000000", "--set", "eval_every=3000000000"], "int32"),
+        (["train", "--algo", "diffusion_bc", "--dataset", BANDIT, "--set",
+          "diffusion.T=1000000"], "T must be at most"),
+        (base + ["--set", "lr=1e-3", "--set", "lr=2e-3"], "given twice"),
+        (base + ["--steps", "20", "--set", "steps=40"], "disagree"),
+        (base[:6] + ["99999999999999999999"] + base[7:], "--seeds must be between"),
+        (["data", "build", "--env", "bandit-2d", "--quality", "multimodal", "--transitions",
+          "99999999999999"], "--transitions must be between"),
+        (["sweep", str(sweeps)], "is a folder"),
+        (["sweep", str(sweeps / "latin1.toml")], "UTF-8"),
+        (["sweep", str(sweeps / "clash.toml")], "names two algorithms"),
+        (["sweep", str(sweeps / "skip.toml")], "an include is"),
+        (["sweep", str(sweeps / "board.toml")], "must be a list of pairs"),
+    ]:
+        assert cli(argv) == 2, argv
+        _one_line(capsys, expect)
+    monkeypatch.setenv("DIFFRL_CHECKPOINTS", str(a_file))
+    assert cli(_train_argv(tmp_path / "runs2")) == 2
+    _one_line(capsys, "Not a directory", "DIFFRL_CHECKPOINTS")
+
+
+def test_a_diverged_seed_is_nan_even_where_the_env_scores_nan_actions(tmp_path, ckpts, capsys):
+    # lr 1e30 fits float32 but blows the parameters up; the bandit pays 0 for a NaN action,
+    # the same as an untrained policy, so only the state shows the divergence
+    assert cli(_train_argv(tmp_path / "runs", "--set", "lr=1e30")) == 0
+    res = json.loads(next((tmp_path / "runs").rglob("*.json")).read_text())
+    assert all(f["diverged"] and f["score"] != f["score"] for f in res["final"])
+    assert "DIVERGED" in capsys.readouterr().out
+
+
+def test_a_failed_forced_rebuild_keeps_the_old_dataset(tmp_path, monkeypatch):
+    from envs.datasets import builder
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "root"))
+    datasets.build("bandit-2d", "multimodal", log=lambda m: None)
+    before = datasets.stored_hash(BANDIT)
+
+    def broken(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(builder, "collect", broken)
+    with pytest.raises(KeyboardInterrupt):
+        datasets.build("bandit-2d", "multimodal", seed=1, force=True, log=lambda m: None)
+    assert datasets.stored_hash(BANDIT) == before and datasets.load(BANDIT).num_transitions
+
+
+def test_a_table_of_bandit_runs_only_leaves_the_runs_table_alone(tmp_path, ckpts, capsys):
+    assert cli(_train_argv(tmp_path / "runs")) == 0
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "policies.md").write_text("published")
+    assert cli(["table", "--sweep", "quick", "--runs", str(tmp_path / "runs"), "--out",
+                str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "policies.md").read_text() == "published"

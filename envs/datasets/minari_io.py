@@ -66,15 +66,18 @@ def content_hash(episodes: List[Dict[str, np.ndarray]]) -> str:
 
 def write(dataset_id: str, episodes: List[Dict[str, np.ndarray]], *, obs_low, obs_high,
           act_low, act_high, ref_min_score: float, ref_max_score: float,
-          algorithm_name: str, description: str, extra_metadata: dict) -> Path:
-    """Write a Minari dataset atomically; returns its folder."""
+          algorithm_name: str, description: str, extra_metadata: dict,
+          replace: bool = False) -> Path:
+    """Write a Minari dataset atomically; returns its folder. With `replace`, an existing
+    dataset of that id is swapped out only once the new one is complete, so a failed or
+    interrupted rebuild leaves the old one in place."""
     import gymnasium as gym
     import minari
     from minari.data_collector import EpisodeBuffer
 
     root = datasets_root()
     final = root / dataset_id
-    if final.exists():
+    if final.exists() and not replace:
         raise DatasetError(f"dataset {dataset_id} already exists at {final}")
     clean_staging(root)
     staging = root / ".staging" / f"{os.getpid()}-{uuid.uuid4().hex}"
@@ -103,6 +106,8 @@ def write(dataset_id: str, episodes: List[Dict[str, np.ndarray]], *, obs_low, ob
                 "diffrl": json.dumps(meta, sort_keys=True)})
         final.parent.mkdir(parents=True, exist_ok=True)
         _copy_namespaces(staging, root, dataset_id)
+        if final.exists():  # replace: move the old one aside (a rename), then the new in
+            os.replace(final, staging / "replaced")
         os.replace(staging / dataset_id, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -177,6 +182,9 @@ def read_metadata(dataset_id: str) -> dict:
         meta = dict(MinariStorage.read_raw_metadata(path))
         if "diffrl" in meta:
             meta["diffrl"] = json.loads(meta["diffrl"])
+            if not (isinstance(meta["diffrl"], dict)
+                    and isinstance(meta["diffrl"].get("content_hash", ""), str)):
+                raise ValueError("our metadata is not a table with a string content hash")
     except Exception as e:  # noqa: BLE001 - any failure here means an unreadable dataset
         raise DatasetError(f"cannot read the metadata of dataset {dataset_id} at {path} "
                            f"({type(e).__name__}); delete the folder and rebuild it") from None
