@@ -32,7 +32,7 @@ def collect(sweep: Sweep, runs: Path) -> List[dict]:
     for c in sweep.cells:
         path = c.path(runs)
         row = {"label": c.label, "algo": c.algo, "dataset": c.dataset, "seeds": c.seeds,
-               "steps": c.config().steps, "config_hash": path.stem, "file": str(path)}
+               "steps": c.config().steps, "config_hash": path.stem, "file": _shown_path(path)}
         if not path.exists():
             rows.append({**row, "status": "not run", "scores": []})
             continue
@@ -48,6 +48,16 @@ def collect(sweep: Sweep, runs: Path) -> List[dict]:
             "compile_s": res["compile_s"],
             "hardware": sysinfo.hardware_line(res["hardware"])})
     return rows
+
+
+def _shown_path(path: Path) -> str:
+    """A results file's path relative to the repository (so tables do not depend on where
+    the clone lives), or absolute when it is elsewhere."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        return str(Path(path).resolve().relative_to(root))
+    except ValueError:
+        return str(Path(path).resolve())
 
 
 def code_text(code) -> str:
