@@ -53,9 +53,10 @@ def collect(sweep: Sweep, runs: Path) -> List[dict]:
 def _shown_path(path: Path) -> str:
     """A results file's path relative to the repository (so tables do not depend on where
     the clone lives), or absolute when it is elsewhere."""
-    root = Path(__file__).resolve().parent.parent
+    from bench.train import ROOT
+
     try:
-        return str(Path(path).resolve().relative_to(root))
+        return str(Path(path).resolve().relative_to(ROOT))
     except ValueError:
         return str(Path(path).resolve())
 

@@ -48,14 +48,10 @@ def hardware() -> dict:
             "cpu": cpu_model(), "cpu_flags": cpu_flags(), "cores": cores}
 
 
-def float_class(hw: dict) -> str:
-    """What decides whether two results can agree bit for bit: the accelerator kind, or on CPU
-    the widest vector extension (e.g. "cpu/avx512f")."""
-    if hw.get("platform", "cpu") != "cpu":
-        return f"{hw['platform']}/{hw.get('device')}"
-    flags = hw.get("cpu_flags") or []
-    widest = next((f for f in ("avx512f", "avx2", "avx", "sve", "asimd") if f in flags), "?")
-    return f"cpu/{widest}"
+def widest_vector(flags) -> str:
+    """The widest vector extension among a CPU's `flags` (e.g. "avx512f"), "?" if none known:
+    on CPU, what decides whether two results can agree bit for bit."""
+    return next((f for f in ("avx512f", "avx2", "avx", "sve", "asimd") if f in flags), "?")
 
 
 def available_memory() -> tuple:
@@ -100,7 +96,7 @@ def code_version(root: Path = Path(__file__).resolve().parent.parent) -> dict:
 def hardware_line(hw: dict | None = None) -> str:
     hw = hardware() if hw is None else hw
     ext = hw.get("cpu_flags")
-    widest = float_class({**hw, "platform": "cpu"}).split("/")[1] if ext else None
+    widest = widest_vector(ext) if ext else None
     host = f"{hw['cpu']}, {hw['cores']} cores" + (f", {widest}" if widest else "")
     if hw["platform"] == "cpu":
         return f"{host}, no accelerator (JAX on CPU)"
