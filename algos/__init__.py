@@ -7,6 +7,9 @@ An algorithm module is found by its `LABEL` (the name the tables print) and prov
     make_policy(config, env_spec) -> Policy         (`algos.loop.Policy`: init_carry, act)
     ORDER                        its place in tables
     TINY                         `--set` overrides that make it tiny (tests, `--quick` speed)
+    KIND                         optional: "policy" (the default: acts from the observation,
+                                 trains on transitions) or "planner" (generates trajectories,
+                                 trains on whole episodes: `POLICIES` and `PLANNERS` split them)
     task_defaults(dataset_id)    optional: the paper's per-task settings for a dataset
 
 Adding an algorithm is adding such a module: the CLI, sweeps, tables, speed benchmark and
@@ -30,9 +33,17 @@ def _registry():
     return {m.__name__.rsplit(".", 1)[-1]: m for m in found}
 
 
+def kind(name: str) -> str:
+    """`"policy"` or `"planner"` (see the module docstring)."""
+    return getattr(get(name), "KIND", "policy")
+
+
 def __getattr__(name):
     if name == "ALGOS":
         return tuple(_registry())
+    kinds = {"POLICIES": "policy", "PLANNERS": "planner"}
+    if name in kinds:
+        return tuple(a for a in _registry() if kind(a) == kinds[name])
     raise AttributeError(name)
 
 

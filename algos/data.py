@@ -202,3 +202,25 @@ class Windows:
         idx = jax.random.randint(key, (batch_size,), 0, self.size)
         pick = self.starts[idx]
         return jax.vmap(self.window)(pick[:, 0], pick[:, 1])
+
+
+def split_where_goal_is_left(raw_episodes, goal, radius: float):
+    """Episodes cut after every step `t` at which the agent is within `radius` of `goal` and at
+    `t + 1` is not: Diffuser's `maze2d_set_terminals` (jannerm/diffuser, maze2d branch,
+    `diffuser/datasets/preprocessing.py`), which turns D4RL's long Maze2D stream into paths
+    between departures from the goal. Positions are the first `len(goal)` observation entries.
+    Our episodes are separate resets, so they are cut at their own ends as well. Each piece is
+    an episode in Minari's layout (observations one longer than actions)."""
+    goal = np.asarray(goal, np.float64)
+    out = []
+    for e in raw_episodes:
+        obs = np.asarray(e["observations"])
+        at_goal = np.linalg.norm(obs[:, :len(goal)] - goal, axis=-1) < radius
+        length = len(e["actions"])
+        # a cut after step t (0 <= t < length - 1): at the goal at t, away from it at t + 1
+        cuts = (np.flatnonzero(at_goal[:length - 1] & ~at_goal[1:length]) + 1).tolist()
+        for a, b in zip([0] + cuts, cuts + [length]):
+            out.append({"observations": obs[a:b + 1], "actions": e["actions"][a:b],
+                        "rewards": e["rewards"][a:b], "terminations": e["terminations"][a:b],
+                        "truncations": e["truncations"][a:b]})
+    return out

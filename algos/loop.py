@@ -10,7 +10,7 @@ An algorithm module provides pure functions and hands them to `make_offline_trai
 A `Policy` acts with a carry, so planners can keep a plan and a replanning counter, Decision
 Diffuser its history, a goal-conditioned policy its goal:
 
-    carry = policy.init_carry(algo_state, obs, task)       at an episode's first observation
+    carry = policy.init_carry(algo_state, obs, task, key)  at an episode's first observation
     action, carry = policy.act(algo_state, carry, obs, key) every step, env action units
 
 `task` is the env's task parameters (`Env.task(state)`, e.g. Maze2D's goal). Memoryless

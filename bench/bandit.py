@@ -37,7 +37,7 @@ def sample_actions(algo: str, config, state, seeds: int, n: int = SAMPLES, seed:
     policy = algos.get(algo).make_policy(config, spec("bandit-2d"))
 
     def act(st, obs, k):
-        return policy.act(st, policy.init_carry(st, obs, None), obs, k)[0]
+        return policy.act(st, policy.init_carry(st, obs, None, k), obs, k)[0]
 
     obs = jnp.zeros((1,), jnp.float32)
     keys = jax.random.split(jax.random.PRNGKey(10_000 + seed), seeds * n).reshape(seeds, n, -1)

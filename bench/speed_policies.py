@@ -34,7 +34,7 @@ EPISODES = 10
 def cases():
     """(label, algorithm, overrides): every algorithm at its defaults, and Diffusion-QL with
     EDP's action approximation."""
-    out = [(a, a, {}) for a in algos.ALGOS]
+    out = [(a, a, {}) for a in algos.POLICIES]
     i = [c[0] for c in out].index("diffusion_ql") + 1
     return out[:i] + [("diffusion_ql + EDP", "diffusion_ql", {"action_approx": True})] + out[i:]
 
@@ -94,7 +94,7 @@ def _decision_rows(label, algo, cfg, tr, env, peak, log):
     policy = algos.get(algo).make_policy(cfg, env.spec)
     state = jax.jit(tr.init_algo)(jax.random.PRNGKey(0))
     obs, _ = env.reset(jax.random.PRNGKey(1))
-    carry = policy.init_carry(state, obs, env.default_task())
+    carry = policy.init_carry(state, obs, env.default_task(), jax.random.PRNGKey(2))
 
     def act(state, carry, obs, key):
         return policy.act(state, carry, obs, key)[0]

@@ -18,13 +18,13 @@ def normalized_score(env_id: str, returns):
 
 class Policy(NamedTuple):
     """How a trained state acts, with a carry (a plan, a history, a goal) between steps."""
-    init_carry: Callable   # (policy_state, obs, task) -> carry
+    init_carry: Callable   # (policy_state, obs, task, key) -> carry (a planner plans here)
     act: Callable          # (policy_state, carry, obs, key) -> (action, carry)
 
 
 def stateless(act: Callable) -> Policy:
     """A `Policy` from `act(policy_state, obs, key) -> action` that needs no memory."""
-    return Policy(lambda state, obs, task: (),
+    return Policy(lambda state, obs, task, key: (),
                   lambda state, carry, obs, key: (act(state, obs, key), carry))
 
 
@@ -40,8 +40,8 @@ def make_evaluate(policy, env: Env, episodes: int, stateful: bool = True):
     """A pure function `(policy_state, key, task=None) -> (returns, lengths)` for `episodes`
     episodes.
 
-    `policy` is a `Policy` (`init_carry(state, obs, task)`, `act(state, carry, obs, key) ->
-    (action, carry)`: the carry holds a plan, a history or a goal), or a memoryless
+    `policy` is a `Policy` (`init_carry(state, obs, task, key)`, `act(state, carry, obs, key)
+    -> (action, carry)`: the carry holds a plan, a history or a goal), or a memoryless
     `act(policy_state, obs, key)` (`stateful`) / `act(obs, key)`. It is vmapped over episodes
     here. `task`: the env's task parameters for every episode (default: the env id's task);
     vmap the returned function over tasks to evaluate several. Episodes run until every one
@@ -59,8 +59,11 @@ def make_evaluate(policy, env: Env, episodes: int, stateful: bool = True):
             obs, state = jax.vmap(env.reset)(resets)
         else:
             obs, state = jax.vmap(env.reset, in_axes=(0, None))(resets, task)
-        carry = jax.vmap(init_carry, in_axes=(None, 0, 0))(policy_state, obs,
-                                                           jax.vmap(env.task)(state))
+        # The carry's keys come from their own branch of `key`, so adding a planner changed
+        # no reset or action key of the memoryless policies.
+        carry = jax.vmap(init_carry, in_axes=(None, 0, 0, 0))(
+            policy_state, obs, jax.vmap(env.task)(state),
+            jax.random.split(jax.random.fold_in(key, 1), episodes))
         alive = jnp.ones((episodes,), bool)
         ret = jnp.zeros((episodes,), jnp.float32)
         length = jnp.zeros((episodes,), jnp.int32)

@@ -49,7 +49,7 @@ def _close(a, b, tol=2e-3):
                                    rtol=tol, atol=tol)
 
 
-@pytest.mark.parametrize("algo", algos.ALGOS)
+@pytest.mark.parametrize("algo", algos.POLICIES)
 def test_vmapped_seeds_are_finite_and_each_equals_the_seed_alone(algo, bandit_data):
     tr, vtrain, train1, _, _ = _train(algo, bandit_data)
     keys = bench_train.seed_keys(2)
@@ -66,7 +66,7 @@ def test_vmapped_seeds_are_finite_and_each_equals_the_seed_alone(algo, bandit_da
     _close(jax.tree_util.tree_map(lambda x: x[1], state.algo), alone_state.algo)
 
 
-@pytest.mark.parametrize("algo", algos.ALGOS)
+@pytest.mark.parametrize("algo", algos.POLICIES)
 def test_save_restore_continue_equals_an_uninterrupted_run(algo, bandit_data, tmp_path):
     tr, _, train1, init, run1 = _train(algo, bandit_data)
     key = jax.random.PRNGKey(3)
@@ -83,7 +83,7 @@ def test_save_restore_continue_equals_an_uninterrupted_run(algo, bandit_data, tm
                                    rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("algo", algos.ALGOS)
+@pytest.mark.parametrize("algo", algos.POLICIES)
 def test_act_returns_actions_inside_the_env_bounds(algo, bandit_data):
     tr, _, _, init, _ = _train(algo, bandit_data)
     state = init(jax.random.PRNGKey(0))
@@ -230,7 +230,7 @@ def test_speed_policies_quick_and_table_from_results(tmp_path, capsys):
     assert all(r["speedup"] > 0 for r in grad if r["seeds"] == "8 vmapped")
     assert any(r["case"] == "evaluation" and r["unit"] == "env-steps/s" for r in rows)
     decisions = {r["workload"]: r for r in rows if r["case"] == "decision"}
-    assert set(decisions) == set(algos.ALGOS)
+    assert set(decisions) == set(algos.POLICIES)
     assert all(r["throughput"] > 0 and r["unit"] == "decisions/s" for r in decisions.values())
     md = speed_policies.markdown(rows, peaks, notes, "test hw", {"jax": "x"}, "cmd")
     assert md.startswith("# Offline policy speed") and "diffusion_ql + EDP" in md

@@ -215,7 +215,7 @@ def test_maze_goal_is_a_task_kept_across_resets_and_evaluation_vmaps_over_goals(
     # a goal-conditioned policy reads the goal from its carry; evaluation vmaps over goals
     cells = jnp.asarray(maze.free_cells, jnp.float32)
 
-    def init_carry(state, obs, task):
+    def init_carry(state, obs, task, key):
         return jnp.argmin(jnp.abs(cells - task).sum(1))      # the goal's cell index
 
     def act(state, carry, obs, key):
@@ -297,7 +297,7 @@ def pendulum_random():
                                        log=lambda m: None))
 
 
-@pytest.mark.parametrize("algo", algos.ALGOS)
+@pytest.mark.parametrize("algo", algos.POLICIES)
 def test_actions_arrive_in_the_env_units_of_pendulum(algo, pendulum_random):
     """Pendulum's torque is in [-2, 2]: the normaliser maps the networks' [-1, 1] onto it."""
     env = envs.make("Pendulum-v1")

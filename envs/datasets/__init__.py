@@ -17,7 +17,8 @@ from envs.datasets.builder import TIERS, all_specs, build, build_tier, dataset_i
 from envs.datasets.minari_io import DatasetError, datasets_root
 
 __all__ = ["DatasetError", "OfflineDataset", "TIERS", "all_specs", "build", "build_tier",
-           "dataset_id", "datasets_root", "list_datasets", "load", "resolve", "stored_hash"]
+           "dataset_id", "datasets_root", "list_datasets", "load", "pad_episodes", "resolve",
+           "stored_hash"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -42,26 +43,8 @@ class OfflineDataset:
 
     @functools.cached_property
     def episodes(self) -> Dict[str, np.ndarray]:
-        """Episodes padded to the longest: observations (E, L+1, d), actions (E, L, a),
-        rewards, terminations, truncations and mask (E, L), lengths (E,)."""
-        eps = self.raw_episodes
-        lengths = np.array([len(e["actions"]) for e in eps])
-        n, horizon = len(eps), int(lengths.max())
-        obs_dim, act_dim = eps[0]["observations"].shape[1], eps[0]["actions"].shape[1]
-        out = {"observations": np.zeros((n, horizon + 1, obs_dim), np.float32),
-               "actions": np.zeros((n, horizon, act_dim), np.float32),
-               "rewards": np.zeros((n, horizon), np.float32),
-               "terminations": np.zeros((n, horizon), bool),
-               "truncations": np.zeros((n, horizon), bool),
-               "mask": np.zeros((n, horizon), bool), "lengths": lengths}
-        for i, (e, length) in enumerate(zip(eps, lengths)):
-            out["observations"][i, :length + 1] = e["observations"]
-            out["actions"][i, :length] = e["actions"]
-            out["rewards"][i, :length] = e["rewards"]
-            out["terminations"][i, :length] = e["terminations"]
-            out["truncations"][i, :length] = e["truncations"]
-            out["mask"][i, :length] = True
-        return out
+        """Episodes padded to the longest (`pad_episodes`)."""
+        return pad_episodes(self.raw_episodes)
 
     @functools.cached_property
     def content_hash(self) -> str:
@@ -88,6 +71,28 @@ class OfflineDataset:
     @property
     def num_episodes(self) -> int:
         return len(self.raw_episodes)
+
+
+def pad_episodes(eps: List[Dict[str, np.ndarray]]) -> Dict[str, np.ndarray]:
+    """Minari-layout episodes padded to the longest: observations (E, L+1, d), actions
+    (E, L, a), rewards, terminations, truncations and mask (E, L), lengths (E,)."""
+    lengths = np.array([len(e["actions"]) for e in eps])
+    n, horizon = len(eps), int(lengths.max())
+    obs_dim, act_dim = eps[0]["observations"].shape[1], eps[0]["actions"].shape[1]
+    out = {"observations": np.zeros((n, horizon + 1, obs_dim), np.float32),
+           "actions": np.zeros((n, horizon, act_dim), np.float32),
+           "rewards": np.zeros((n, horizon), np.float32),
+           "terminations": np.zeros((n, horizon), bool),
+           "truncations": np.zeros((n, horizon), bool),
+           "mask": np.zeros((n, horizon), bool), "lengths": lengths}
+    for i, (e, length) in enumerate(zip(eps, lengths)):
+        out["observations"][i, :length + 1] = e["observations"]
+        out["actions"][i, :length] = e["actions"]
+        out["rewards"][i, :length] = e["rewards"]
+        out["terminations"][i, :length] = e["terminations"]
+        out["truncations"][i, :length] = e["truncations"]
+        out["mask"][i, :length] = True
+    return out
 
 
 def _unknown(ds_id: str) -> DatasetError:
