@@ -88,12 +88,24 @@ def aggregates(by_method, reps: int = stats.REPS) -> List[dict]:
     return out
 
 
-def improvements(by_method, pairs, reps: int = stats.REPS) -> List[dict]:
+def scores_by_task(rows: List[dict]) -> Dict[str, Dict[str, np.ndarray]]:
+    """`{method: {task: finite scores}}` over the tasks each method has results on."""
+    out: Dict[str, Dict[str, np.ndarray]] = {}
+    for r in rows:
+        if r["status"] == "done" and r["scores"]:
+            out.setdefault(r["label"], {})[r["dataset"]] = np.asarray(r["scores"], float)
+    return out
+
+
+def improvements(by_task, pairs, reps: int = stats.REPS) -> List[dict]:
+    """P(X > Y) for each pair, over the tasks both have results on (a planner that runs on
+    Maze2D alone is compared there)."""
     out = []
     for x, y in pairs:
-        if x in by_method and y in by_method:
-            p, lo, hi = stats.improvement_interval(by_method[x], by_method[y], reps)
-            out.append({"x": x, "y": y, "p": p, "lo": lo, "hi": hi})
+        tasks = [t for t in by_task.get(x, {}) if t in by_task.get(y, {})]
+        if tasks:
+            p, lo, hi = stats.improvement_interval(by_task[x], by_task[y], reps)
+            out.append({"x": x, "y": y, "tasks": len(tasks), "p": p, "lo": lo, "hi": hi})
     return out
 
 
@@ -170,9 +182,10 @@ def markdown(sweep: Sweep, rows, aggs, pois) -> str:
     if pois:
         lines += ["## Probability of improvement", "",
                   "P(X > Y): the probability that a run of X scores above a run of Y on a task "
-                  "drawn at random (ties count half), with its 95% bootstrap interval; 0.5 is "
-                  "no difference.", "",
+                  "drawn at random among the tasks both have results on (ties count half), "
+                  "with its 95% bootstrap interval; 0.5 is no difference.", "",
                   markdown_table(pois, [("X", lambda r: r["x"]), ("Y", lambda r: r["y"]),
+                                        ("tasks", lambda r: str(r["tasks"])),
                                         ("P(X > Y)", lambda r: f"{r['p']:.2f} [{r['lo']:.2f}, "
                                                                f"{r['hi']:.2f}]")]), ""]
     lines += ["## Per task", "", markdown_table(rows, per_task), ""]
@@ -250,7 +263,7 @@ def write(sweep: Sweep, runs: Path, out: Path, reps: int = stats.REPS):
     rows = collect(sweep, runs)
     by_method = scores_by_method(rows, sweep.datasets)
     aggs = aggregates(by_method, reps)
-    pois = improvements(by_method, sweep.compare, reps)
+    pois = improvements(scores_by_task(rows), sweep.compare, reps)
     md = markdown(sweep, rows, aggs, pois)
     paths = outputs(sweep, out)
     sysinfo.atomic_write_text(paths["md"], md)

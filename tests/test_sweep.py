@@ -201,3 +201,17 @@ def test_leaderboard_counts_a_diverged_seed_and_leaves_it_out_of_every_average(t
         pytest.approx(kept)
     assert {Path(p).name for p in written} == {"leaderboard-s.md", "leaderboard-s.csv",
                                                "speed-s.md"}
+
+
+def test_a_pair_is_compared_on_the_tasks_both_have_results_on():
+    """A planner that runs on Maze2D alone still gets its probability of improvement there."""
+    from bench import leaderboard
+
+    rows = [{"label": "A", "dataset": "t1", "status": "done", "scores": [1.0, 2.0, 3.0]},
+            {"label": "A", "dataset": "t2", "status": "done", "scores": [-9.0, -9.0]},
+            {"label": "B", "dataset": "t1", "status": "done", "scores": [0.0, 0.5]},
+            {"label": "C", "dataset": "t2", "status": "running", "scores": []}]
+    by_task = leaderboard.scores_by_task(rows)
+    (p,) = leaderboard.improvements(by_task, [("A", "B")], reps=200)
+    assert p["tasks"] == 1 and p["p"] == p["lo"] == p["hi"] == 1.0   # t2 is A's alone
+    assert leaderboard.improvements(by_task, [("A", "C"), ("C", "B")], reps=200) == []
