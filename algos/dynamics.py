@@ -121,10 +121,10 @@ def make_ensemble(spec: EnsembleSpec, obs_dim: int, act_dim: int):
         return nll + 0.01 * (max_lv.sum() - min_lv.sum()) + decay
 
     def predict(model, obs, act):
-        """The elites' mean `(reward, next_obs)`."""
-        mu, _ = apply_all(model.params, model.max_logvar, model.min_logvar,
-                          inputs(model, obs, act))
-        mu = mu[model.elites].mean(0)
+        """The elites' mean `(reward, next_obs)` (only the elites are evaluated)."""
+        elites = jax.tree_util.tree_map(lambda p: p[model.elites], model.params)
+        mu, _ = apply_all(elites, model.max_logvar, model.min_logvar, inputs(model, obs, act))
+        mu = mu.mean(0)
         return mu[..., 0], obs + mu[..., 1:]
 
     def mse(model, obs, act, reward, next_obs):

@@ -102,6 +102,8 @@ class Train:
     policy: Policy
     env: Env
     config: Any
+    end_period: Callable | None = None   # algo_state -> algo_state, after each period's
+                                         # updates, before its evaluation (e.g. elite choice)
 
     @property
     def periods(self) -> int:
@@ -124,6 +126,8 @@ class Train:
             algo, metrics = jax.lax.scan(self.update, state.algo,
                                          jax.random.split(k_upd, cfg.eval_every))
             metrics = jax.tree_util.tree_map(lambda m: m.mean(0), metrics)
+            if self.end_period is not None:
+                algo = self.end_period(algo)
             returns, _ = evaluate(algo, k_eval)
             metrics["step"] = (state.period + 1) * cfg.eval_every
             metrics["return"] = returns.mean()
@@ -136,6 +140,7 @@ class Train:
         return self.run(self.init(key), self.periods)
 
 
-def make_offline_train(config, env: Env, init_algo, update, policy: Policy) -> Train:
+def make_offline_train(config, env: Env, init_algo, update, policy: Policy,
+                       end_period: Callable | None = None) -> Train:
     validate(config)
-    return Train(init_algo, update, policy, env, config)
+    return Train(init_algo, update, policy, env, config, end_period)

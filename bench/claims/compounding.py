@@ -12,8 +12,10 @@ Measured on Maze2D umaze, where an observation is the whole state (`state_from_o
 4. position error against the replay at every step k: Diffuser's planned states, and the
    ensemble's rollout; also Diffuser's own dynamic consistency, the distance of planned state
    k + 1 from the true step of planned state k under planned action k.
-The test: the probability that a seed's Diffuser error at the plan's last step is below a
-seed's ensemble error there (bench.stats' probability of improvement and its interval).
+Two tests (bench.stats' probability of improvement over seeds and its interval): whether a
+seed's Diffuser error at the plan's last step is below a seed's ensemble error there (the
+payoff the survey promises), and whether it grows less from the first step to the last (the
+mechanism: no accumulation).
 """
 from __future__ import annotations
 
@@ -133,10 +135,18 @@ def run(runs: Path, out: Path, log: Callable[[str], None] = print, sweep_name: s
     # (seeds, windows, steps): the test compares each seed's mean error at the last step
     last_d, last_e = err_d[:, :, -1].mean(1), err_e[:, :, -1].mean(1)
     t1 = stats.improvement_interval({"last step": -last_d}, {"last step": -last_e})
+    # and whether the error accumulates: its growth from the first step to the last
+    grow_d = last_d - err_d[:, :, 1].mean(1)
+    grow_e = last_e - err_e[:, :, 1].mean(1)
+    t2 = stats.improvement_interval({"growth": -grow_d}, {"growth": -grow_e})
     h = config.horizon
-    tests = [Test(f"Maze2D umaze, {held_out} held-out windows x {seeds} seeds, step {h - 1}",
+    where = f"Maze2D umaze, {held_out} held-out windows x {seeds} seeds"
+    tests = [Test(f"{where}, step {h - 1}",
                   "P(a Diffuser seed's planned states end nearer the true replay of its "
-                  "actions than an ensemble seed's rollout of the same actions)", *t1, 0.5)]
+                  "actions than an ensemble seed's rollout of the same actions)", *t1, 0.5),
+             Test(f"{where}, growth from step 1 to step {h - 1}",
+                  "P(a Diffuser seed's error grows less along the plan than an ensemble "
+                  "seed's)", *t2, 0.5)]
     fig = figure(err_d, err_e, cons, out / "figures" / "claim_compounding.png")
     at = sorted({k for k in (1, 8, 16, 32) if k < h - 1} | {h - 1})
     row = lambda e: ", ".join(f"k={k}: {e[:, :, k].mean():.3f}" for k in at)  # noqa: E731
