@@ -177,6 +177,8 @@ def figure(err_d, err_e, cons, path: Path) -> Path:
                             (cons, "Diffuser one-step consistency", "tab:cyan")]:
         per_seed = e.mean(1)                          # (seeds, steps)
         k = np.arange(per_seed.shape[1]) + (1 if e is cons else 0)
+        if e is not cons:                             # step 0 is the shared start: no error
+            k, per_seed = k[1:], per_seed[:, 1:]
         ax.plot(k, per_seed.mean(0), color=color, label=label)
         ax.fill_between(k, per_seed.min(0), per_seed.max(0), color=color, alpha=0.2)
     ax.set_xlabel("step k along the plan")
