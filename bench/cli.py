@@ -4,7 +4,7 @@
     python -m bench data build --env ENV_ID --quality LEVEL [--seed S] [--transitions N]
     python -m bench data build --tier quick
     python -m bench data list
-    python -m bench speed {diffusion,policies} [--quick] [--out DIR]
+    python -m bench speed {diffusion,policies,planners} [--quick] [--out DIR]
     python -m bench bandit [--seeds N] [--steps S]
     python -m bench sweep [NAME|FILE.toml] [--force]
     python -m bench table [--sweep NAME]
@@ -169,6 +169,10 @@ def cmd_speed(args):
         from bench import speed_policies as module
 
         measure, report = module.run_policies, module.markdown
+    elif args.what == "planners":
+        from bench import speed_planners as module
+
+        measure, report = module.run_planners, module.markdown
     else:
         measure, report = speed.run_diffusion, speed.markdown
     rows, peaks, notes = measure(quick=args.quick, max_seed_seconds=args.max_seed_seconds,
@@ -299,7 +303,7 @@ def parser():
                     help="train again even if the repo or this datasets root has one")
     ag.set_defaults(fn=cmd_data_agent)
     sp = sub.add_parser("speed", help="throughput benchmarks (compile cache off)")
-    sp.add_argument("what", choices=["diffusion", "policies"])
+    sp.add_argument("what", choices=["diffusion", "policies", "planners"])
     sp.add_argument("--quick", action="store_true", help="tiny sizes: checks the harness only")
     sp.add_argument("--out", default=str(RESULTS / "speed"), help="folder for the .md and .csv")
     sp.add_argument("--max-seed-seconds", type=float, default=60.0,

@@ -23,3 +23,14 @@ def test_speed_diffusion_quick_writes_markdown_and_csv(tmp_path, capsys):
     assert vm.speedup.notna().all() and (vm.speedup > 0).all()
     assert rows.hardware.nunique() == 1 and rows.matmul_peak_gflops.iloc[0] > 0
     assert "written to" in capsys.readouterr().out
+
+
+def test_speed_planners_quick_measures_every_case(tmp_path):
+    assert cli.main(["speed", "planners", "--quick", "--out", str(tmp_path)]) == 0
+    md = (tmp_path / "planners.md").read_text()
+    assert md.startswith("# Planner speed") and "speed planners --quick" in md
+    rows = pd.read_csv(tmp_path / "planners.csv")
+    assert sorted(rows[rows.case == "grad steps"].seeds) == ["1", "8 sequential", "8 vmapped"]
+    assert set(rows.case) == {"grad steps", "plans", "decision"}
+    assert set(rows[rows.case == "plans"].unit) == {"plans/s"}
+    assert (rows.throughput > 0).all() and (rows.ms_per_call > 0).all()
