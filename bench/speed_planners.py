@@ -4,8 +4,6 @@
   U-Net dim 32 with mults (1, 2, 4, 8), T=20, x0-prediction, first-action weight 10, batch
   32, Adam) on random trajectories: the workload the authors' PyTorch code is timed on in
   `results/speed/diffuser-vs-pytorch.md`. 1 seed, 8 seeds vmapped, 8 one after another.
-- Diffuser's own `update` at the authors' Maze2D umaze size (horizon 128, T=64, mults
-  (1, 4, 8), batch 64) on the umaze dataset.
 - Plans: 64 trajectories sampled at once at the locomotion size (start and end inpainted),
   with DDPM over all 20 steps, DDIM with 10 and 5, DPM-Solver++ with 10; plans/s. One umaze
   plan (horizon 128, DDPM-64): what Diffuser pays at an episode's first step.
@@ -56,14 +54,15 @@ def _train_rows(quick, peak, log, max_seed_seconds, notes):
     def loss(params, key, x0):
         return loss_fn(as_denoiser(net, params), key, x0, weights=weights, inpaint=(mask, x0))
 
+    def one(s, k_):
+        params, opt = s
+        k_x, k_l = jax.random.split(k_)
+        x0 = jax.random.uniform(k_x, (cfg.batch_size, h, d), minval=-1, maxval=1)
+        value, grads = jax.value_and_grad(loss)(params, k_l, x0)
+        updates, opt = tx.update(grads, opt, params)
+        return (optax.apply_updates(params, updates), opt), value
+
     def steps(state, key):
-        def one(s, k_):
-            params, opt = s
-            k_x, k_l = jax.random.split(k_)
-            x0 = jax.random.uniform(k_x, (cfg.batch_size, h, d), minval=-1, maxval=1)
-            value, grads = jax.value_and_grad(loss)(params, k_l, x0)
-            updates, opt = tx.update(grads, opt, params)
-            return (optax.apply_updates(params, updates), opt), value
         return jax.lax.scan(one, state, jax.random.split(key, k))
 
     def args_of(key):
@@ -71,11 +70,15 @@ def _train_rows(quick, peak, log, max_seed_seconds, notes):
         return (params, tx.init(params)), key
 
     d_ = cfg.diffusion
-    wl = SimpleNamespace(name="Diffuser", size=f"U-Net dim {d_.width} {d_.mults}, H={h}, "
+    wl = SimpleNamespace(name="Diffuser train step", size=f"U-Net dim {d_.width} {d_.mults}, H={h}, "
                                                f"{ACT}+{OBS} dims, batch {cfg.batch_size}")
     log(f"Diffuser train step ({wl.size})")
-    return speed._three_ways(wl, "grad steps", steps, args_of, k, "seed-steps/s", None, peak,
-                             True, log, max_seed_seconds, notes)
+    # XLA counts a scan's body once: the FLOPs of one step, times k
+    compiled_one, _ = speed.compile_fn(one, *args_of(jax.random.PRNGKey(0)))
+    flops = speed.flops_of(compiled_one)
+    return speed._three_ways(wl, "grad steps", steps, args_of, k, "seed-steps/s",
+                             None if flops is None else k * flops, peak, True, log,
+                             max_seed_seconds, notes)
 
 
 def _plan_rows(quick, peak, log):
@@ -92,7 +95,7 @@ def _plan_rows(quick, peak, log):
     if not quick:
         umaze = apply_overrides(diffuser.Config(),
                                 diffuser.task_defaults("jaxrl/maze2d/umaze-v0"))
-        rows.append(_plans(diffuser, umaze, 2, 4, 1, "ddpm-64, Maze2D umaze", peak, log))
+        rows.append(_plans(diffuser, umaze, 2, 4, 1, "ddpm-64 (Maze2D umaze)", peak, log))
     return rows
 
 
@@ -111,7 +114,9 @@ def _plans(diffuser, cfg, act_dim, obs_dim, n, label, peak, log):
 
     compiled, c_s = speed.compile_fn(many, state, jax.random.PRNGKey(1))
     sec, calls = speed._time_calls(lambda: compiled(state, jax.random.PRNGKey(1)))
-    wl = SimpleNamespace(name="Diffuser", size=f"{n} plans, H={cfg.horizon}, {label}")
+    wl = SimpleNamespace(name=f"Diffuser, {label}", size=f"{n} plans of H={cfg.horizon}, "
+                         f"U-Net dim {cfg.diffusion.width} {cfg.diffusion.mults}, "
+                         f"{act_dim}+{obs_dim} dims")
     log(f"  {wl.size}: {n / sec:,.1f} plans/s, compile {c_s:.1f}s")
     return speed._row(wl, "plans", "1", speed.Timing(c_s, sec, calls), n, "plans/s",
                       speed.flops_of(compiled), peak)
@@ -145,8 +150,8 @@ def _mpc_rows(quick, peak, log):
         args = (state, carry, obs, jax.random.PRNGKey(2))
         compiled, c_s = speed.compile_fn(act, *args)
         sec, calls = speed._time_calls(lambda: compiled(*args))
-        wl = SimpleNamespace(name="MPC (ensemble)", size=(
-            f"{name}: H={cfg.horizon}, {cfg.population} candidates x {cfg.iterations} "
+        wl = SimpleNamespace(name=f"MPC (ensemble), {name}", size=(
+            f"H={cfg.horizon}, {cfg.population} candidates x {cfg.iterations} "
             f"iterations, {cfg.ensemble.elites} elites {cfg.ensemble.depth}x"
             f"{cfg.ensemble.width}"))
         log(f"  MPC decision ({wl.size}): {1e3 * sec:.2f} ms")
