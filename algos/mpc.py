@@ -7,7 +7,7 @@ cross-entropy method searches `horizon`-step action sequences, each scored by ro
 model forward from the current observation, and the first action of the final mean is
 executed; the next search starts from that solution shifted by one step.
 
-Followed: kchua/handful-of-trials, `dmbrl/misc/optimizers/cem.py` (`CEMOptimizer`: mean at
+Followed: kchua/handful-of-trials (e1a62f2), `dmbrl/misc/optimizers/cem.py` (`CEMOptimizer`: mean at
 the middle of the action bounds, variance `(ub - lb)^2 / 16`, samples from a normal truncated
 at 2 standard deviations with the variance capped by the squared half-distance to the
 nearest bound, elites' mean and variance smoothed by `alpha`, stopping early when the

@@ -204,15 +204,16 @@ def test_cli_diffuser_on_an_env_without_goal_is_one_line(capsys):
 
 
 # --- learning -----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_diffuser_learns_to_plan_around_the_maze_walls(maze):
     """From the bottom-left cell to the goal top-left, the straight line crosses the U's wall:
-    after 1500 steps (~40 s) Diffuser's plans go around it (an untrained or 600-step model
+    after 1500 steps (~75 s on 2 cores, so `make test-slow`) Diffuser's plans go around it (an untrained or 600-step model
     puts ~40% of planned states inside walls), and the controller tracking them beats its
     own fallback (the same controller driving straight at the goal: score ~56 here)."""
     data, env = maze
     cfg = apply_overrides(diffuser.Config(), {
         "steps": 1500, "eval_every": 1500, "eval_episodes": 50, "batch_size": 32,
-        "horizon": 64, "diffusion.T": 16, "diffusion.width": 16})
+        "horizon": 64, "diffusion.T": 40, "diffusion.width": 16})
     tr = diffuser.make_train(cfg, data, env)
     state, metrics = jax.jit(tr)(jax.random.PRNGKey(0))
     policy = diffuser.make_policy(cfg, env.spec)

@@ -1,5 +1,6 @@
 """`python -m bench speed diffusion --quick`: every workload and case is measured and reported."""
 import pandas as pd
+import pytest
 
 from bench import cli, speed
 
@@ -25,7 +26,9 @@ def test_speed_diffusion_quick_writes_markdown_and_csv(tmp_path, capsys):
     assert "written to" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_speed_planners_quick_measures_every_case(tmp_path):
+    """~50 s of U-Net and sampler compiles on 2 cores: `make test-slow`."""
     assert cli.main(["speed", "planners", "--quick", "--out", str(tmp_path)]) == 0
     md = (tmp_path / "planners.md").read_text()
     assert md.startswith("# Planner speed") and "speed planners --quick" in md
