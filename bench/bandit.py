@@ -59,7 +59,7 @@ def cells(seeds: Optional[int] = None, steps: Optional[int] = None):
 
 def run(seeds: Optional[int] = None, steps: Optional[int] = None,
         out: Path = train.ROOT / "results", runs: Path = train.RUNS, force: bool = False,
-        log: Callable[[str], None] = print):
+        log: Callable[[str], None] = print, command: str = "python -m bench bandit"):
     from envs import bandit, datasets
 
     datasets.build("bandit-2d", "multimodal", log=log)
@@ -68,7 +68,7 @@ def run(seeds: Optional[int] = None, steps: Optional[int] = None,
     for c in todo:
         result, state = train.run(c.algo, c.dataset, c.seeds, steps=c.steps, overrides=c.sets,
                                   out=runs, force=force, log=log, return_state=True,
-                                  typed=True)
+                                  typed=True, command=command)
         config = c.config()
         actions = sample_actions(c.algo, config, state, c.seeds)
         shown[c.label] = actions[0]

@@ -36,7 +36,8 @@ def run(runs: Path, out: Path, log: Callable[[str], None] = print, sweep_name: s
 
     sw = sweep.load(sweep_name)
     sweep.run(sw, runs=runs, log=log)  # trains whatever is missing
-    coverage = bandit.run(seeds=bandit_seeds, steps=bandit_steps, out=out, runs=runs, log=log)
+    coverage = bandit.run(seeds=bandit_seeds, steps=bandit_steps, out=out, runs=runs, log=log,
+                          command="python -m bench claims")
     in_mode: Dict[str, np.ndarray] = {}
     for label in dict.fromkeys(r["method"] for r in coverage):
         in_mode[label] = np.array([r["in_mode"] for r in coverage if r["method"] == label])
