@@ -80,16 +80,26 @@ def _transitions(data, env):
     return data.transitions, returns, f"dataset {data.dataset_id}"
 
 
-def prepare(data, env, config) -> Data:
-    """Transitions (a dataset, or a mapping of arrays) as a `Data` for `env` under `config`'s
-    normalisations (`normalize_obs`, `reward_scale`)."""
+def env_arrays(data, env):
+    """`(arrays, episode returns or None, name)`: a dataset's or a mapping's transitions as
+    float32 arrays in env units (`obs`, `action`, `reward`, `next_obs`), checked against
+    `env`'s recording and dimensions."""
     tr, returns, name = _transitions(data, env)
-    obs = np.asarray(tr["obs"], np.float32)
-    action = np.asarray(tr["action"], np.float32)
+    arrays = {k: np.asarray(tr[k], np.float32) for k in ("obs", "action", "reward", "next_obs")}
+    obs, action = arrays["obs"], arrays["action"]
     if obs.ndim != 2 or action.ndim != 2 or obs.shape[1] != env.obs_dim \
             or action.shape[1] != env.act_dim:
         raise ConfigError(f"{name} has obs/action shapes {obs.shape}/{action.shape}, env "
                           f"{env.env_id} has dims {env.obs_dim}/{env.act_dim}")
+    arrays["terminated"] = tr["terminated"]
+    return arrays, returns, name
+
+
+def prepare(data, env, config) -> Data:
+    """Transitions (a dataset, or a mapping of arrays) as a `Data` for `env` under `config`'s
+    normalisations (`normalize_obs`, `reward_scale`)."""
+    tr, returns, name = env_arrays(data, env)
+    obs, action = tr["obs"], tr["action"]
     if len(obs) < config.batch_size:
         raise ConfigError(f"{name} has {len(obs)} transitions, fewer than batch_size="
                           f"{config.batch_size}")

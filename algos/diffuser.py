@@ -52,7 +52,7 @@ import numpy as np
 import optax
 
 from algos.config import BaseConfig, ConfigError
-from algos.data import Windows, split_where_goal_is_left
+from algos.data import Windows, env_arrays, split_where_goal_is_left
 from algos.diffusion_spec import DiffusionSpec, check_backbone, make_denoiser, make_loss, \
     make_sampler
 from algos.loop import Policy, adam, gradient_step, make_offline_train
@@ -254,14 +254,11 @@ def prepare_windows(config: Config, data, env):
     if not hasattr(data, "raw_episodes"):
         raise ConfigError("Diffuser trains on whole episodes: hand it a dataset, not "
                           "transition arrays")
-    if data.env_id is not None and data.env_id != env.env_id:
-        raise ConfigError(f"dataset {data.dataset_id} was recorded on {data.env_id}, "
-                          f"not on {env.env_id}")
+    tr, _, _ = env_arrays(data, env)
     from envs.datasets import pad_episodes
 
     goal = np.asarray(env.default_task(), np.float64)
     paths = split_where_goal_is_left(data.raw_episodes, goal, GOAL_RADIUS)
-    tr = data.transitions
     norm = Limits(*_limits(tr["obs"].min(0), tr["obs"].max(0)),
                   *_limits(tr["action"].min(0), tr["action"].max(0)))
     eps = pad_episodes(paths)

@@ -33,6 +33,7 @@ import numpy as np
 import optax
 
 from algos.config import ConfigError
+from algos.data import env_arrays
 
 WEIGHT_DECAY = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4)   # MBPO's per layer
 
@@ -95,11 +96,14 @@ def make_ensemble(spec: EnsembleSpec, obs_dim: int, act_dim: int):
     out_dim = 1 + obs_dim
     member = Member(out_dim, spec.width, spec.depth)
 
+    def bounded(logvar, max_lv, min_lv):
+        """MBPO's soft bounds on the log-variance."""
+        logvar = max_lv - jax.nn.softplus(max_lv - logvar)
+        return min_lv + jax.nn.softplus(logvar - min_lv)
+
     def apply_all(params, max_lv, min_lv, x):
         mu, logvar = jax.vmap(lambda p: member.apply(p, x))(params)
-        logvar = max_lv - jax.nn.softplus(max_lv - logvar)
-        logvar = min_lv + jax.nn.softplus(logvar - min_lv)
-        return mu, logvar
+        return mu, bounded(logvar, max_lv, min_lv)
 
     def inputs(model, obs, act):
         return (jnp.concatenate([obs, act], -1) - model.in_mean) / model.in_std
@@ -114,8 +118,7 @@ def make_ensemble(spec: EnsembleSpec, obs_dim: int, act_dim: int):
         """`x (members, batch, in)` standardised inputs, `y (members, batch, out)` targets."""
         params, max_lv, min_lv = trainable
         mu, logvar = jax.vmap(lambda p, xi: member.apply(p, xi))(params, x)
-        logvar = max_lv - jax.nn.softplus(max_lv - logvar)
-        logvar = min_lv + jax.nn.softplus(logvar - min_lv)
+        logvar = bounded(logvar, max_lv, min_lv)
         nll = (jnp.square(mu - y) * jnp.exp(-logvar) + logvar).mean(-1).mean(-1).sum()
         decay = jax.vmap(lambda p: _decay(p, spec.depth))(params).sum()
         return nll + 0.01 * (max_lv.sum() - min_lv.sum()) + decay
@@ -150,7 +153,7 @@ def make_ensemble_train(spec: EnsembleSpec, data, env, batch_size: int = 256):
     `holdout` share of a permutation fixed by the data (seeded by 0), the same for every
     seed, so seeds differ in their weights and batches alone."""
     spec.check()
-    arrays = _arrays(data, env)
+    arrays, _, _ = env_arrays(data, env)
     n = len(arrays["obs"])
     perm = np.random.default_rng(0).permutation(n)
     n_hold = max(1, int(round(spec.holdout * n)))
@@ -158,8 +161,9 @@ def make_ensemble_train(spec: EnsembleSpec, data, env, batch_size: int = 256):
         raise ConfigError(f"{n - n_hold} training transitions after the held-out "
                           f"{n_hold}, fewer than batch_size={batch_size}")
     train_idx, hold_idx = perm[n_hold:], perm[:n_hold]
-    tr = {k: jnp.asarray(v[train_idx]) for k, v in arrays.items()}
-    ho = {k: jnp.asarray(v[hold_idx]) for k, v in arrays.items()}
+    keys = ("obs", "action", "reward", "next_obs")
+    tr = {k: jnp.asarray(arrays[k][train_idx]) for k in keys}
+    ho = {k: jnp.asarray(arrays[k][hold_idx]) for k in keys}
     x_all = np.concatenate([arrays["obs"], arrays["action"]], -1)[train_idx]
     in_mean = jnp.asarray(x_all.mean(0), jnp.float32)
     in_std = jnp.asarray(x_all.std(0) + 1e-6, jnp.float32)
@@ -189,23 +193,6 @@ def make_ensemble_train(spec: EnsembleSpec, data, env, batch_size: int = 256):
         return s.replace(model=s.model.replace(elites=jnp.argsort(err)[:spec.elites]))
 
     return init, update, choose_elites, predict
-
-
-def _arrays(data, env):
-    """Transitions in env units (no normalisation: the ensemble standardises its inputs)."""
-    from algos.data import _transitions
-
-    tr, _, name = _transitions(data, env)
-    out = {"obs": np.asarray(tr["obs"], np.float32),
-           "action": np.asarray(tr["action"], np.float32),
-           "reward": np.asarray(tr["reward"], np.float32),
-           "next_obs": np.asarray(tr["next_obs"], np.float32)}
-    if out["obs"].ndim != 2 or out["obs"].shape[1] != env.obs_dim \
-            or out["action"].shape[1] != env.act_dim:
-        raise ConfigError(f"{name} has obs/action shapes {out['obs'].shape}/"
-                          f"{out['action'].shape}, env {env.env_id} has dims "
-                          f"{env.obs_dim}/{env.act_dim}")
-    return out
 
 
 def rollout(predict, model: Model, obs0, actions):

@@ -67,15 +67,21 @@ def code_text(code) -> str:
     return (code.get("commit") or "?")[:10] + ("+modified" if code.get("dirty") else "")
 
 
+def scores_by_task(rows: List[dict]) -> Dict[str, Dict[str, np.ndarray]]:
+    """`{method: {task: finite scores}}` over the tasks each method has results on (one row
+    per method and task: a sweep cell)."""
+    out: Dict[str, Dict[str, np.ndarray]] = {}
+    for r in rows:
+        if r["status"] == "done" and r["scores"]:
+            out.setdefault(r["label"], {})[r["dataset"]] = np.asarray(r["scores"], float)
+    return out
+
+
 def scores_by_method(rows: List[dict], datasets: List[str]) -> Dict[str, Dict[str, np.ndarray]]:
     """`{method: {task: finite scores}}` for the methods with results on every task."""
-    out: Dict[str, Dict[str, np.ndarray]] = {}
-    for label in dict.fromkeys(r["label"] for r in rows):
-        mine = {r["dataset"]: r for r in rows if r["label"] == label}
-        if all(ds in mine and mine[ds]["status"] == "done" and mine[ds]["scores"]
-               for ds in datasets):
-            out[label] = {ds: np.asarray(mine[ds]["scores"], float) for ds in datasets}
-    return out
+    return {label: {ds: tasks[ds] for ds in datasets}
+            for label, tasks in scores_by_task(rows).items()
+            if all(ds in tasks for ds in datasets)}
 
 
 def aggregates(by_method, reps: int = stats.REPS) -> List[dict]:
@@ -85,15 +91,6 @@ def aggregates(by_method, reps: int = stats.REPS) -> List[dict]:
         for name, f in stats.AGGREGATES.items():
             row[name], row[name + " lo"], row[name + " hi"] = stats.interval(f, scores, reps)
         out.append(row)
-    return out
-
-
-def scores_by_task(rows: List[dict]) -> Dict[str, Dict[str, np.ndarray]]:
-    """`{method: {task: finite scores}}` over the tasks each method has results on."""
-    out: Dict[str, Dict[str, np.ndarray]] = {}
-    for r in rows:
-        if r["status"] == "done" and r["scores"]:
-            out.setdefault(r["label"], {})[r["dataset"]] = np.asarray(r["scores"], float)
     return out
 
 

@@ -1,5 +1,6 @@
 """The claims framework: verdicts decided by intervals, the claims.md section, and the
 expressiveness claim end to end on a tiny budget (slow)."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -65,8 +66,6 @@ def test_expressiveness_claim_end_to_end_on_a_tiny_budget(tmp_path):
     md = claims.markdown([f], tmp_path, "test machine")
     assert "## Expressiveness" in md and "(figures/claim_expressiveness.png)" in md
     assert (tmp_path / "bandit.md").exists()
-    import json
-
     bandit_runs = list((tmp_path / "runs").glob("*/jaxrl_bandit_multimodal-v0/*.json"))
     assert bandit_runs and all(json.loads(p.read_text())["command"] == "python -m bench claims"
                                for p in bandit_runs)
