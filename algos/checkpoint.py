@@ -65,6 +65,8 @@ def save(directory, step: int, tree: Any) -> None:
     if jax.process_index() == 0:
         atomic_write_text(_digest_file(directory, step), json.dumps({"sha256": sha}))
     with _manager(directory) as mgr:
+        if int(step) in mgr.all_steps():   # a --force rerun replaces the old step
+            mgr.delete(int(step))
         mgr.save(int(step), args=ocp.args.StandardSave(tree), force=True)
         mgr.wait_until_finished()
         keep = set(mgr.all_steps())

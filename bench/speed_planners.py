@@ -7,6 +7,9 @@
 - Plans: 64 trajectories sampled at once at the locomotion size (start and end inpainted),
   with DDPM over all 20 steps, DDIM with 10 and 5, DPM-Solver++ with 10; plans/s. One umaze
   plan (horizon 128, DDPM-64): what Diffuser pays at an episode's first step.
+- Value-guided plans: one locomotion decision, 64 plans from one state with DDPM-20, 2 guide
+  steps through the value function (dim 32, mults (1, 2, 4, 8)) at every denoising step, the
+  plans ranked by value: what Diffuser pays at every env step on locomotion.
 - MPC: one decision (a whole CEM search through the ensemble) at PETS's settings and at the
   quick tier's.
 """
@@ -122,6 +125,36 @@ def _plans(diffuser, cfg, act_dim, obs_dim, n, label, peak, log):
                       speed.flops_of(compiled), peak)
 
 
+def _guided_rows(quick, peak, log):
+    from algos import diffuser
+
+    cfg = _diffuser_config(quick, **{"diffusion.clip_x0": 0.0, "normalizer": "gaussian",
+                                     "act_with": "actions"})
+    if quick:
+        cfg = apply_overrides(cfg, {"diffusion.width": 16, "n_plans": 4})
+    plan = diffuser.make_guided_planner(cfg, ACT, OBS)
+    x, t = jnp.zeros((1, cfg.horizon, ACT + OBS)), jnp.zeros((1,), jnp.int32)
+    params = diffuser.make_denoiser(cfg.diffusion).init(jax.random.PRNGKey(0), x, t)
+    value = diffuser.value_net(cfg).init(jax.random.PRNGKey(1), x, t)
+    norm = diffuser.Gaussian(jnp.zeros(OBS), jnp.ones(OBS), jnp.zeros(ACT), jnp.ones(ACT))
+    state = diffuser.State(params, params, (), norm, jnp.zeros((), jnp.int32), value, value, ())
+    obs = jnp.zeros(OBS)
+
+    def decide(state, key):
+        return plan(state, obs, key).action[0, 0]
+
+    compiled, c_s = speed.compile_fn(decide, state, jax.random.PRNGKey(1))
+    sec, calls = speed._time_calls(lambda: compiled(state, jax.random.PRNGKey(1)))
+    n = cfg.n_plans
+    wl = SimpleNamespace(name=f"Diffuser, value-guided ddpm-{cfg.diffusion.T}", size=(
+        f"{n} plans of H={cfg.horizon}, U-Net and value dim {cfg.diffusion.width} "
+        f"{cfg.diffusion.mults}, {cfg.n_guide_steps} guide steps, {ACT}+{OBS} dims"))
+    log(f"  guided decision ({wl.size}): {n / sec:,.1f} plans/s, {1e3 * sec:.1f} ms/decision, "
+        f"compile {c_s:.1f}s")
+    return [speed._row(wl, "plans", "1", speed.Timing(c_s, sec, calls), n, "plans/s",
+                       speed.flops_of(compiled), peak)]
+
+
 def _mpc_rows(quick, peak, log):
     import envs
     from algos import mpc
@@ -168,6 +201,7 @@ def run_planners(quick=False, log=print, max_seed_seconds=60.0):
     notes = []
     rows = _train_rows(quick, peak, log, max_seed_seconds, notes)
     rows += _plan_rows(quick, peak, log)
+    rows += _guided_rows(quick, peak, log)
     rows += _mpc_rows(quick, peak, log)
     return rows, (peak, speed.matmul_peak(sizes)), notes
 
@@ -175,7 +209,7 @@ def run_planners(quick=False, log=print, max_seed_seconds=60.0):
 EXPLANATION = (
     __doc__.split("\n", 2)[2].strip() + "\n\nCompile time is a cold XLA compile; ms/call the "
     "median after a warm-up call. GFLOP/s from XLA's cost analysis (chains longer than 32 "
-    "steps are loops, whose body XLA counts once). vmap speed-up = time of 8 seeds one after "
+    "steps, and guided chains, are loops, whose body XLA counts once). vmap speed-up = time of 8 seeds one after "
     "another / time of 8 seeds in one vmapped program.")
 
 

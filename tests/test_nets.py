@@ -89,6 +89,20 @@ def test_unet_has_the_authors_parameter_count_and_flops(mults, attention, author
         assert 2 * 19_601_408 <= cost["flops"] <= 1.03 * 2 * 19_601_408, cost["flops"]
 
 
+@pytest.mark.parametrize("horizon,dims,mults,authors", [
+    (32, 14, (1, 2, 4, 8), 2_294_817),   # Diffuser's locomotion value function (hopper: 11 + 3)
+    (4, 23, (1, 4, 8), 2_180_833),       # halfcheetah's (horizon 4, 17 + 6)
+])
+def test_value_function_has_the_authors_parameter_count(horizon, dims, mults, authors):
+    """Counts from instantiating jannerm/diffuser's `ValueFunction(horizon, dims, 0, dim=32,
+    dim_mults)` (main branch, `diffuser/models/temporal.py`) in PyTorch 2.9.1."""
+    model = nets.TemporalValue(dim=32, dim_mults=mults)
+    x = jnp.zeros((2, horizon, dims))
+    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), x, jnp.zeros((2,), jnp.int32))
+    assert sum(leaf.size for leaf in jax.tree_util.tree_leaves(shapes)) == authors
+    assert jax.eval_shape(model.apply, shapes, x, jnp.zeros((2,), jnp.int32)).shape == (2,)
+
+
 def test_unet_rejects_a_horizon_it_cannot_halve():
     with pytest.raises(ValueError, match="multiple of 8"):
         UNET.init(KEY, jnp.zeros((1, 12, 3)), 0)

@@ -1,6 +1,9 @@
-"""Trajectory planners (Diffuser on Maze2D): path segmentation against the authors' rule, the
-loss weights and inpainting against their formulas, the controller, the harness (vmapped
-seeds, resume), one-line errors, and learning."""
+"""Trajectory planners (Diffuser on Maze2D and value-guided on locomotion, MPC): path
+segmentation against the authors' rule, the loss weights and inpainting against their formulas,
+the controller, windows and value targets against numpy, guidance on a closed-form value, the
+harness (vmapped seeds, resume), one-line errors, and learning."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,6 +42,21 @@ def maze():
 def _tiny(algo="diffuser", **sets):
     mod = algos.get(algo)
     return apply_overrides(mod.Config(), {**TINY, **mod.TINY, **sets})
+
+
+@pytest.fixture(scope="module")
+def pendulum():
+    """Five random Pendulum episodes (1000 transitions): Diffuser's locomotion setting."""
+    build_mod.build("Pendulum-v1", "random", n_transitions=1000, log=lambda m: None)
+    return load("jaxrl/pendulum/random-v0"), envs.make("Pendulum-v1")
+
+
+def _loco(**sets):
+    """The authors' locomotion config (`task_defaults`) made tiny."""
+    cfg = apply_overrides(diffuser.Config(), diffuser.task_defaults("jaxrl/pendulum/random-v0"))
+    return apply_overrides(cfg, {**TINY, "horizon": "8", "diffusion.T": "4",
+                                 "diffusion.width": "16", "diffusion.mults": "1,2",
+                                 "n_plans": "8", **sets})
 
 
 # --- data ---------------------------------------------------------------------------------
@@ -86,6 +104,34 @@ def test_windows_are_normalised_to_limits_and_fit_inside_paths(maze):
     # consecutive planned-from-data states move at most the ball's top speed per step
     pos = np.asarray(norm.obs_from(b["obs"]))[..., :2]
     assert np.abs(np.diff(pos, axis=1)).max() < 0.25   # 2 cells/s x 0.1 s, with noise
+
+
+def test_locomotion_windows_are_standardised_padded_and_valued(pendulum):
+    """The authors' SequenceDataset/ValueDataset with GaussianNormalizer and use_padding:
+    windows from every step, zeros (env units) past the episode's end, the value target the
+    0.997-discounted return to the episode's end, computed here by a plain loop."""
+    data, env = pendulum
+    cfg = _loco(horizon="16")
+    windows, norm = diffuser.prepare_windows(cfg, data, env, goal=False)
+    assert isinstance(norm, diffuser.Gaussian)
+    obs = np.asarray(data.transitions["obs"], np.float64)
+    np.testing.assert_allclose(norm.obs_mean, obs.mean(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(norm.obs_std, obs.std(0), rtol=1e-4)
+    assert windows.size == data.num_transitions          # a window starts at every step
+    b = jax.jit(lambda k: windows.sample(k, 256))(jax.random.PRNGKey(0))
+    zero = np.asarray(norm.obs(jnp.zeros(3)))
+    for i in range(256):
+        e, start = int(b["episode"][i]), int(b["start"][i])
+        ep = data.raw_episodes[e]
+        rewards = np.asarray(ep["rewards"], np.float64)[start:]
+        expect = sum(0.997 ** k * r for k, r in enumerate(rewards))
+        np.testing.assert_allclose(float(b["value"][i]), expect, rtol=1e-4, atol=1e-3)
+        n = min(16, len(ep["actions"]) - start)
+        np.testing.assert_allclose(b["obs"][i, :n], norm.obs(ep["observations"][start:start + n]),
+                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(b["obs"][i, n:], np.broadcast_to(zero, (16 - n, 3)),
+                                   atol=1e-6)
+    assert not bool(b["mask"].all())                      # some run past their episode
 
 
 def test_loss_weights_match_the_authors_overwritten_reconstruction():
@@ -153,11 +199,45 @@ def test_controller_is_the_authors_tracking_rule(tiny_train):
     np.testing.assert_allclose(a, [-0.1, 0.0])          # past the plan: brake
 
 
+@pytest.fixture(scope="module")
+def loco_train(pendulum):
+    data, env = pendulum
+    tr = diffuser.make_train(_loco(), data, env)
+    return tr, jax.jit(tr.init)(jax.random.PRNGKey(0))
+
+
+def test_guidance_raises_the_value_of_plans_and_the_best_one_acts(loco_train):
+    """With a closed-form value (the sum of a plan's normalised actions), guided plans hold
+    the start, come sorted by value, and are worth more than unguided ones from the same
+    noise; the policy executes the best plan's first action."""
+    tr, state = loco_train
+    value = lambda s, x, t: x[..., 0].sum(-1)             # noqa: E731
+    obs = jnp.array([0.3, -0.9, 1.5])
+    key = jax.random.PRNGKey(4)
+
+    def plans(scale):
+        cfg = dataclasses.replace(tr.config, guide_scale=scale, t_stopgrad=0, n_plans=64)
+        return jax.jit(diffuser.make_guided_planner(cfg, 1, 3, value))(state.algo, obs, key)
+
+    plain, guided = plans(0.0), plans(3.0)
+    np.testing.assert_allclose(guided.obs[:, 0], np.broadcast_to(obs, (64, 3)), atol=1e-4)
+    assert np.all(np.diff(np.asarray(guided.value)) <= 0)
+    gain = float(guided.value.mean() - plain.value.mean())
+    assert gain > 0.5 * float(plain.value.std()), (gain, plain.value.std())
+    policy = diffuser.make_policy(tr.config, tr.env.spec, goal=False)
+    best = diffuser.make_guided_planner(tr.config, 1, 3)(state.algo, obs, key)
+    a, carry = jax.jit(policy.act)(state.algo, jnp.zeros((), jnp.int32), obs, key)
+    np.testing.assert_allclose(a, np.clip(best.action[0, 0], -2.0, 2.0), rtol=1e-5, atol=1e-5)
+    assert int(carry) == 1
+
+
 # --- the harness --------------------------------------------------------------------------
-@pytest.mark.parametrize("algo", algos.PLANNERS)
-def test_planner_seeds_vmap_and_resume(algo, maze, tmp_path):
-    data, env = maze
-    tr = algos.get(algo).make_train(_tiny(algo), data, env)
+@pytest.mark.parametrize("algo,setting", [(a, "maze") for a in algos.PLANNERS]
+                         + [("diffuser", "locomotion")])
+def test_planner_seeds_vmap_and_resume(algo, setting, maze, pendulum, tmp_path):
+    data, env = maze if setting == "maze" else pendulum
+    cfg = _tiny(algo) if setting == "maze" else _loco(n_plans="2")
+    tr = algos.get(algo).make_train(cfg, data, env)
     keys = bench_train.seed_keys(2)
     state, metrics = jax.jit(jax.vmap(tr))(keys)
     assert metrics["score"].shape == (2, 2)
@@ -173,13 +253,20 @@ def test_planner_seeds_vmap_and_resume(algo, maze, tmp_path):
     _, second = run1(restored)
     for k in alone_metrics:
         np.testing.assert_allclose(alone_metrics[k], np.concatenate([first[k], second[k]]),
-                                   rtol=1e-5, atol=1e-5)
+                                   rtol=1e-4, atol=1e-5)
 
 
-def test_diffuser_refuses_what_it_cannot_plan_on(maze):
+def test_diffuser_refuses_what_it_cannot_plan_on(maze, pendulum):
     data, env = maze
-    with pytest.raises(ConfigError, match="plans to a goal and Pendulum-v1 has none"):
-        diffuser.make_train(_tiny(), data, envs.make("Pendulum-v1"))
+    loco_data, pend = pendulum
+    with pytest.raises(ConfigError, match="Pendulum-v1 has no goal.*set act_with=actions"):
+        diffuser.make_train(_loco(act_with="controller"), loco_data, pend)
+    with pytest.raises(ConfigError, match="set diffusion.sampler=ddpm"):
+        diffuser.make_train(_loco(**{"diffusion.sampler": "ddim"}), loco_data, pend)
+    with pytest.raises(ConfigError, match="= 16.*multiple of 32"):
+        diffuser.make_train(_loco(**{"diffusion.width": "8"}), loco_data, pend)
+    with pytest.raises(ConfigError, match="one-step episodes"):
+        diffuser.make_train(_loco(), loco_data, envs.make("bandit-2d"))
     with pytest.raises(ConfigError, match="whole episodes"):
         diffuser.make_train(_tiny(), data.transitions, env)
     with pytest.raises(ConfigError, match="multiple of 4"):
@@ -192,15 +279,16 @@ def test_diffuser_refuses_what_it_cannot_plan_on(maze):
         diffuser.make_train(_tiny(horizon="512"), data, env)
     assert diffuser.task_defaults("jaxrl/maze2d/umaze-v0") == {"horizon": 128, "diffusion.T": 64}
     assert diffuser.task_defaults("jaxrl/maze2d/large-v0") == {"horizon": 384, "diffusion.T": 256}
-    assert diffuser.task_defaults("jaxrl/pendulum/medium-v0") == {}
+    assert diffuser.task_defaults("jaxrl/pendulum/medium-v0") == diffuser.LOCOMOTION
+    hopper = diffuser.task_defaults("jaxrl/hopper/medium-expert-v0")
+    assert hopper["guide_scale"] == "0.0001" and hopper["t_stopgrad"] == "4"
 
 
-def test_cli_diffuser_on_an_env_without_goal_is_one_line(capsys):
-    build_mod.build("Pendulum-v1", "random", n_transitions=1000, log=lambda m: None)
+def test_cli_diffuser_tracking_on_an_env_without_goal_is_one_line(pendulum, capsys):
     code = cli(["train", "--algo", "diffuser", "--dataset", "jaxrl/pendulum/random-v0",
-                "--seeds", "1", "--steps", "2"])
+                "--seeds", "1", "--steps", "2", "--set", "act_with=controller"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "plans to a goal" in err[0]
+    assert code == 2 and len(err) == 1 and "has no goal" in err[0]
 
 
 # --- learning -----------------------------------------------------------------------------

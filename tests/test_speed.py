@@ -36,4 +36,5 @@ def test_speed_planners_quick_measures_every_case(tmp_path):
     assert sorted(rows[rows.case == "grad steps"].seeds) == ["1", "8 sequential", "8 vmapped"]
     assert set(rows.case) == {"grad steps", "plans", "decision"}
     assert set(rows[rows.case == "plans"].unit) == {"plans/s"}
+    assert rows.workload.str.startswith("Diffuser, value-guided").sum() == 1
     assert (rows.throughput > 0).all() and (rows.ms_per_call > 0).all()

@@ -28,8 +28,8 @@ from algos.diffusion.schedules import Schedule, _at, expand_like, q_posterior, x
 UNROLL_MAX = 32
 
 
-def _scan(step, init, xs, length: int):
-    return jax.lax.scan(step, init, xs, unroll=True if length <= UNROLL_MAX else 1)
+def _scan(step, init, xs, length: int, unroll: bool = True):
+    return jax.lax.scan(step, init, xs, unroll=True if unroll and length <= UNROLL_MAX else 1)
 
 
 def _x0_eps(denoise_fn, sched, x, t, cond, parameterization, clip_x0):
@@ -121,7 +121,10 @@ def ddpm_sample(denoise_fn, sched: Schedule, key, shape, cond=None, *, parameter
         x = apply_inpainting(x, inpaint)
         return x, x
 
-    x, xs = _scan(step, x_init, jnp.arange(sched.T - 1, -1, -1), sched.T)
+    # A guided step holds 2 x n_guide_steps more network passes: unrolled, Diffuser's T=20
+    # guided planner took minutes to compile on 2 cores.
+    x, xs = _scan(step, x_init, jnp.arange(sched.T - 1, -1, -1), sched.T,
+                  unroll=guide is None)
     return _finish(x, xs, x_init, return_chain)
 
 

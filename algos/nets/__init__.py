@@ -3,7 +3,8 @@
 Nothing here knows of the samplers; a denoiser becomes a sampler's ``denoise_fn`` through
 ``as_denoiser``."""
 from algos.nets.conditions import ReturnEncoder, StateEncoder, TaskEncoder
-from algos.nets.denoisers import DiTDenoiser, MLPDenoiser, ResidualMLPDenoiser, TemporalUnet
+from algos.nets.denoisers import DiTDenoiser, MLPDenoiser, ResidualMLPDenoiser, TemporalUnet, \
+    TemporalValue
 from algos.nets.layers import (MLP, Conv1d, RandomFourierEmbedding, drop_condition, mish,
                                sinusoidal_embedding)
 from algos.nets.policies import (Critic, DeterministicPolicy, GaussianPolicy, ValueNet,
@@ -23,5 +24,5 @@ def as_denoiser(model, params, drop=None):
 __all__ = ["Conv1d", "Critic", "DENOISERS", "DeterministicPolicy", "DiTDenoiser", "ENCODERS",
            "GaussianPolicy", "MLP", "MLPDenoiser", "RandomFourierEmbedding",
            "ResidualMLPDenoiser", "ReturnEncoder", "StateEncoder", "TaskEncoder", "TemporalUnet",
-           "ValueNet", "as_denoiser", "drop_condition", "gaussian_log_prob", "mish",
+           "TemporalValue", "ValueNet", "as_denoiser", "drop_condition", "gaussian_log_prob", "mish",
            "sinusoidal_embedding", "tanh_gaussian_log_prob", "tanh_gaussian_sample"]

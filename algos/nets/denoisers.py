@@ -8,6 +8,7 @@ is a denoiser for every sampler in ``algos.diffusion``.
 - ``ResidualMLPDenoiser``: SynthER's transition denoiser (random Fourier time features,
   residual blocks of width up to 2048).
 - ``TemporalUnet``: Diffuser's 1-D U-Net over ``(batch, horizon, transition_dim)`` trajectories.
+- ``TemporalValue``: Diffuser's value function over noised trajectories (guided planning).
 - ``DiTDenoiser``: a DiT-style transformer (adaLN-Zero) over the same trajectories: it swaps with
   the U-Net in a Config.
 """
@@ -176,6 +177,41 @@ class TemporalUnet(nn.Module):
 
 
 # --------------------------------------------------------------------------------- transformer
+
+class TemporalValue(nn.Module):
+    """Diffuser's value function over noised trajectories ``x (batch, horizon, transition_dim)``
+    at diffusion step ``t``, returning ``(batch,)``: jannerm/diffuser `diffuser/models/
+    temporal.py` (`ValueFunction`, main branch). Per level of ``dim * dim_mults`` two residual
+    temporal blocks and a stride-2 conv (at every level, the last included), then two middle
+    blocks to ``dims[-1] // 2`` and ``// 4`` channels, each followed by a stride-2 conv, the
+    result flattened and joined with the time embedding, then ``Dense(fc // 2), Mish,
+    Dense(1)``. Parameters at dim 32, dim_mults (1, 2, 4, 8), horizon 32, 14 dims: 2,294,817,
+    the authors' count (tested).
+
+    Deviation: the authors size the first dense layer from a horizon count that skips the last
+    level's downsampling, which matches the tensor only at some sizes (horizon 32 with mults
+    (1, 2) fails there); here the layer takes whatever length the convolutions leave.
+    """
+    dim: int = 32
+    dim_mults: Sequence[int] = (1, 2, 4, 8)
+    kernel: int = 5
+
+    @nn.compact
+    def __call__(self, x, t):
+        emb = TimeMLP(self.dim, 4 * self.dim, self.dim)(batch_times(t, x))
+        h = x
+        for m in self.dim_mults:
+            h = ResidualTemporalBlock(self.dim * m, self.kernel)(h, emb)
+            h = ResidualTemporalBlock(self.dim * m, self.kernel)(h, emb)
+            h = nn.Conv(self.dim * m, (3,), strides=(2,), padding=1)(h)       # downsample
+        mid = self.dim * self.dim_mults[-1]
+        for d in (mid // 2, mid // 4):
+            h = ResidualTemporalBlock(d, self.kernel)(h, emb)
+            h = nn.Conv(d, (3,), strides=(2,), padding=1)(h)
+        flat = h.reshape(h.shape[0], -1)
+        h = nn.Dense(flat.shape[-1] // 2)(jnp.concatenate([flat, emb], axis=-1))
+        return nn.Dense(1)(mish(h))[:, 0]
+
 
 def _modulate(x, shift, scale):
     return x * (1 + scale[:, None, :]) + shift[:, None, :]
