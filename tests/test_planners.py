@@ -231,6 +231,26 @@ def test_guidance_raises_the_value_of_plans_and_the_best_one_acts(loco_train):
     assert int(carry) == 1
 
 
+def test_value_function_learns_the_returns_to_go(loco_train, pendulum):
+    """300 steps take the value loss from the targets' second moment (an untrained net says
+    ~0 for returns of a few hundred below zero) to below half of it (0.26 measured), and its
+    predictions on clean windows correlate with the targets (0.31 measured; 0.04 is the
+    spread of a correlation by chance here): a sign error in the loss or the update would do
+    neither."""
+    tr, state = loco_train
+    run = jax.jit(lambda s, k: jax.lax.scan(lambda s, k: tr.update(s, k), s,
+                                            jax.random.split(k, 300)))
+    algo, metrics = run(state.algo, jax.random.PRNGKey(1))
+    loss = np.asarray(metrics["value_loss"])
+    assert loss[-50:].mean() < 0.5 * loss[:5].mean(), (loss[:5], loss[-50:].mean())
+    data, env = pendulum
+    windows, _ = diffuser.prepare_windows(tr.config, data, env, goal=False)
+    b = windows.sample(jax.random.PRNGKey(2), 512)
+    x0 = jnp.concatenate([b["action"], b["obs"]], -1)
+    v = diffuser.value_net(tr.config).apply(algo.value, x0, jnp.zeros((512,), jnp.int32))
+    assert np.corrcoef(np.asarray(v), np.asarray(b["value"]))[0, 1] > 0.15
+
+
 # --- the harness --------------------------------------------------------------------------
 @pytest.mark.parametrize("algo,setting", [(a, "maze") for a in algos.PLANNERS]
                          + [("diffuser", "locomotion")])
