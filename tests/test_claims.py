@@ -29,6 +29,22 @@ def test_a_claim_holds_only_when_its_tests_agree(tmp_path):
     assert "![k](figures/k.png)" in text
 
 
+def test_running_one_claim_keeps_the_others_sections(tmp_path):
+    """`bench claims compounding` rewrites its own section of claims.md, in CLAIMS order, and
+    keeps the expressiveness section as it was."""
+    t = Test("x", "P(...)", 0.9, 0.8, 1.0, 0.5)
+    old = [Finding(k, claims.get(k).TITLE, "old claim", f"old setup {k}", [t], None, "")
+           for k in claims.CLAIMS]
+    text = claims.markdown(old, tmp_path, "hw")
+    new = Finding("compounding", claims.get("compounding").TITLE, "new claim", "new setup",
+                  [t], None, "")
+    kept = claims.kept_sections(text, ["compounding"])
+    assert set(kept) == set(claims.CLAIMS) - {"compounding"}
+    merged = claims.markdown([new], tmp_path, "hw", kept)
+    assert merged == text.replace("old setup compounding", "new setup").replace(
+        "*Claim.* old claim\n\n*Setup.* new setup", "*Claim.* new claim\n\n*Setup.* new setup")
+
+
 def test_unknown_claim_is_a_one_line_error():
     from algos.config import ConfigError
 

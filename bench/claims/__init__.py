@@ -83,14 +83,32 @@ def section(f: Finding, out: Path) -> str:
     return "\n".join(lines)
 
 
-def markdown(findings: List[Finding], out: Path, hardware: str) -> str:
+def kept_sections(text: str, names) -> dict:
+    """`{claim: its section}` from an existing claims.md, for the claims not in `names`: a
+    run of some claims keeps the others' sections as they were."""
+    parts = text.split("\n## ")[1:]
+    kept = {}
+    for name in CLAIMS:
+        if name in names:
+            continue
+        title = get(name).TITLE
+        for part in parts:
+            if part.startswith(f"{title}: "):
+                kept[name] = "## " + part.rstrip("\n") + "\n"
+    return kept
+
+
+def markdown(findings: List[Finding], out: Path, hardware: str, kept=None) -> str:
+    kept = dict(kept or {})
+    by_key = {f.key: section(f, out) for f in findings}
+    body = [by_key.get(n) or kept.get(n) for n in CLAIMS]
     head = ["# Survey claims, tested", "",
             "Built by `python -m bench claims` from the results files (hardware: "
             f"{hardware}). Each claim of the survey \"Diffusion Models for Reinforcement "
             "Learning\" (arXiv 2311.01223) is one experiment; a test is decided by its 95% "
             "bootstrap interval against the no-effect value (`bench/claims/__init__.py`). "
             "Verdicts hold for the budgets stated, which on the quick tier are small.", ""]
-    return "\n".join(head + [section(f, out) for f in findings])
+    return "\n".join(head + [b for b in body if b])
 
 
 def run(names=None, runs: Optional[Path] = None, out: Optional[Path] = None,
@@ -99,7 +117,9 @@ def run(names=None, runs: Optional[Path] = None, out: Optional[Path] = None,
 
     runs = Path(runs or train.RUNS)
     out = Path(out or train.ROOT / "results")
-    findings = [get(n).run(runs=runs, out=out, log=log) for n in (names or CLAIMS)]
-    sysinfo.atomic_write_text(out / "claims.md", markdown(findings, out,
-                                                          sysinfo.hardware_line()))
+    names = list(names or CLAIMS)
+    findings = [get(n).run(runs=runs, out=out, log=log) for n in names]
+    path = out / "claims.md"
+    kept = kept_sections(path.read_text(), names) if path.exists() else {}
+    sysinfo.atomic_write_text(path, markdown(findings, out, sysinfo.hardware_line(), kept))
     return findings
