@@ -179,13 +179,17 @@ class Windows:
         valid = np.arange(length_max)[None] < lengths[:, None]
         reward = np.where(valid, reward, 0.0).astype(np.float32)
         rtg = discounted_returns_to_go(reward, lengths, discount)
+        # observations hold one more entry (the last next observation): past an episode's end
+        # a window holds zeros, as the mask says, whatever the longest episode's length
+        obs = np.asarray(episodes["observations"])[:, :length_max]
+        obs = np.where(valid.reshape(valid.shape + (1,) * (obs.ndim - 2)), obs, 0)
         last = lengths if pad else lengths - horizon + 1
         starts = np.array([(i, s) for i in range(e) for s in range(max(int(last[i]), 0))],
                           np.int32).reshape(-1, 2)
         if len(starts) == 0:
             raise ConfigError(f"no episode is {horizon} steps long: shorten the horizon or "
                               "allow padded windows")
-        return cls(obs=jnp.asarray(padded(episodes["observations"], horizon), jnp.float32),
+        return cls(obs=jnp.asarray(padded(obs, horizon), jnp.float32),
                    action=jnp.asarray(padded(episodes["actions"], horizon), jnp.float32),
                    reward=jnp.asarray(padded(reward, horizon)),
                    terminal=jnp.asarray(padded(terminal, horizon), jnp.float32),

@@ -44,11 +44,23 @@ def _tiny(algo="diffuser", **sets):
     return apply_overrides(mod.Config(), {**TINY, **mod.TINY, **sets})
 
 
+PENDULUM_ID = "test/pendulum/random-v0"
+
+
 @pytest.fixture(scope="module")
 def pendulum():
-    """Five random Pendulum episodes (1000 transitions): Diffuser's locomotion setting."""
-    build_mod.build("Pendulum-v1", "random", n_transitions=1000, log=lambda m: None)
-    return load("jaxrl/pendulum/random-v0"), envs.make("Pendulum-v1")
+    """1000 random Pendulum transitions (8 episodes cut at 125 steps, so some windows run past
+    their end): Diffuser's locomotion setting. Its own id: other tests build
+    jaxrl/pendulum/random-v0 at other sizes in the same session."""
+    env = envs.make("Pendulum-v1")
+    if not minari_io.exists(PENDULUM_ID):
+        key = jax.random.fold_in(jax.random.PRNGKey(0), build_mod._level_index("random"))
+        eps = build_mod.collect(env, build_mod._random_policy(env), None, key, 1000)
+        minari_io.write(PENDULUM_ID, eps, obs_low=-np.inf, obs_high=np.inf, act_low=-2.0,
+                        act_high=2.0, ref_min_score=env.spec.ref_min_score,
+                        ref_max_score=env.spec.ref_max_score, algorithm_name="test",
+                        description="test", extra_metadata={"env_id": "Pendulum-v1"})
+    return load(PENDULUM_ID), env
 
 
 def _loco(**sets):
@@ -305,7 +317,7 @@ def test_diffuser_refuses_what_it_cannot_plan_on(maze, pendulum):
 
 
 def test_cli_diffuser_tracking_on_an_env_without_goal_is_one_line(pendulum, capsys):
-    code = cli(["train", "--algo", "diffuser", "--dataset", "jaxrl/pendulum/random-v0",
+    code = cli(["train", "--algo", "diffuser", "--dataset", PENDULUM_ID,
                 "--seeds", "1", "--steps", "2", "--set", "act_with=controller"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "has no goal" in err[0]
