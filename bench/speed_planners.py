@@ -5,7 +5,8 @@
   32, Adam) on random trajectories: the workload the authors' PyTorch code is timed on in
   `results/speed/diffuser-vs-pytorch.md`. 1 seed, 8 seeds vmapped, 8 one after another.
 - Plans: 64 trajectories sampled at once at the locomotion size (start and end inpainted),
-  with DDPM over all 20 steps, DDIM with 10 and 5, DPM-Solver++ with 10; plans/s. One umaze
+  with DDPM over all 20 steps, DDIM with 10 and 5, DPM-Solver++ with 10; plans/s. DDPM-20
+  again with 1024 plans at once (the batch at which a GPU is busy). One umaze
   plan (horizon 128, DDPM-64): what Diffuser pays at an episode's first step.
 - Value-guided plans: one locomotion decision, 64 plans from one state with DDPM-20, 2 guide
   steps through the value function (dim 32, mults (1, 2, 4, 8)) at every denoising step, the
@@ -25,6 +26,7 @@ from bench import speed
 
 OBS, ACT, H = 11, 3, 32           # hopper's dims; the authors' locomotion horizon
 PLANS = 64
+BIG_PLANS = 1024                  # DDPM-20 again at a batch that fills a GPU
 
 
 def _diffuser_config(quick: bool, **sets):
@@ -96,6 +98,8 @@ def _plan_rows(quick, peak, log):
         rows.append(_plans(diffuser, cfg, ACT, OBS, 4 if quick else PLANS,
                            f"{sampler}-{cfg.diffusion.sampling_steps}", peak, log))
     if not quick:
+        rows.append(_plans(diffuser, _diffuser_config(False), ACT, OBS, BIG_PLANS,
+                           f"ddpm-{cfg.diffusion.T}", peak, log))
         umaze = apply_overrides(diffuser.Config(),
                                 diffuser.task_defaults("jaxrl/maze2d/umaze-v0"))
         rows.append(_plans(diffuser, umaze, 2, 4, 1, "ddpm-64 (Maze2D umaze)", peak, log))
