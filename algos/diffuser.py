@@ -430,6 +430,16 @@ def prepare_windows(config: Config, data, env, goal: bool = True):
     return Windows.create(eps, config.horizon, pad=False), norm
 
 
+def ema_update(config, step, params, ema):
+    """The authors' `Trainer.step_ema`: every `ema_every` steps (counted before this one), a
+    copy of the model before `ema_start`, an average with `ema_decay` after."""
+    due = step % config.ema_every == 0
+    averaged = optax.incremental_update(params, ema, 1.0 - config.ema_decay)
+    target = jax.tree_util.tree_map(
+        lambda p, a: jnp.where(step < config.ema_start, p, a), params, averaged)
+    return jax.tree_util.tree_map(lambda t, e: jnp.where(due, t, e), target, ema)
+
+
 def make_train(config: Config, data, env):
     goal = _check_env(config, env)
     windows, norm = prepare_windows(config, data, env, goal)
@@ -464,15 +474,6 @@ def make_train(config: Config, data, env):
         x_t = D.apply_inpainting(x_t, (mask, x0))
         return jnp.mean((vnet.apply(params, x_t, t) - target) ** 2)
 
-    def ema_update(step, params, ema):
-        # the authors' Trainer: every `ema_every` steps (counted before this one), a copy of
-        # the model before `ema_start`, an average after
-        due = step % config.ema_every == 0
-        averaged = optax.incremental_update(params, ema, 1.0 - config.ema_decay)
-        target = jax.tree_util.tree_map(
-            lambda p, a: jnp.where(step < config.ema_start, p, a), params, averaged)
-        return jax.tree_util.tree_map(lambda t, e: jnp.where(due, t, e), target, ema)
-
     def update(s: State, key):
         if goal:
             k_batch, k_loss = jax.random.split(key)
@@ -482,11 +483,12 @@ def make_train(config: Config, data, env):
         x0 = jnp.concatenate([b["action"], b["obs"]], axis=-1)
         params, opt, value, _ = gradient_step(loss, tx, s.params, s.opt, k_loss, x0)
         metrics = {"diffusion_loss": value}
-        s = s.replace(params=params, ema=ema_update(s.step, params, s.ema), opt=opt)
+        s = s.replace(params=params, ema=ema_update(config, s.step, params, s.ema), opt=opt)
         if not goal:
             vparams, vopt, vloss, _ = gradient_step(value_loss, tx, s.value, s.value_opt,
                                                     k_value, x0, b["value"])
-            s = s.replace(value=vparams, value_ema=ema_update(s.step, vparams, s.value_ema),
+            s = s.replace(value=vparams,
+                          value_ema=ema_update(config, s.step, vparams, s.value_ema),
                           value_opt=vopt)
             metrics["value_loss"] = vloss
         return s.replace(step=s.step + 1), metrics

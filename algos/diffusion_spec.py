@@ -165,12 +165,18 @@ def make_loss(spec: DiffusionSpec):
 
 
 def make_sampler(spec: DiffusionSpec):
-    """`sample(net_fn, key, shape, cond=None, *, inpaint=None, guide=None, return_chain=False)`
-    with the spec's sampler, steps, spacing and clipping."""
-    def sample(net_fn, key, shape, cond=None, *, inpaint=None, guide=None, return_chain=False):
+    """`sample(net_fn, key, shape, cond=None, *, inpaint=None, guide=None, return_chain=False,
+    temperature=1.0)` with the spec's sampler, steps, spacing and clipping (`temperature`, the
+    noise multiplier of low-temperature sampling: ddpm and ddim only)."""
+    def sample(net_fn, key, shape, cond=None, *, inpaint=None, guide=None, return_chain=False,
+               temperature=1.0):
         kw = dict(clip_x0=spec.clip, inpaint=inpaint, return_chain=return_chain)
         if guide is not None and spec.sampler != "ddpm":
             raise ValueError("value guidance is implemented for the ddpm sampler")
+        if temperature != 1.0:
+            if spec.sampler not in ("ddpm", "ddim"):
+                raise ValueError("temperature is implemented for the ddpm and ddim samplers")
+            kw["temperature"] = temperature
         if spec.sampler == "ddpm":
             return D.ddpm_sample(net_fn, spec.sched, key, shape, cond, guide=guide,
                                  parameterization=spec.parameterization, **kw)

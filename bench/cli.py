@@ -175,15 +175,26 @@ def cmd_speed(args):
         measure, report = module.run_planners, module.markdown
     else:
         measure, report = speed.run_diffusion, speed.markdown
+    kw, stem = {}, args.what
+    if args.only:
+        from algos.config import ConfigError
+
+        if args.what != "planners":
+            raise ConfigError("--only applies to `speed planners`")
+        picked = tuple(g.strip() for g in args.only.split(",") if g.strip())
+        if not picked or any(g not in module.GROUPS for g in picked):
+            raise ConfigError(f"--only takes groups among {', '.join(module.GROUPS)}, got "
+                              f"{args.only!r}")
+        kw["only"], stem = picked, f"{args.what}-{'-'.join(picked)}"  # not the whole table
     rows, peaks, notes = measure(quick=args.quick, max_seed_seconds=args.max_seed_seconds,
-                                 log=lambda m: print(m, file=sys.stderr, flush=True))
+                                 log=lambda m: print(m, file=sys.stderr, flush=True), **kw)
     hw, vers = sysinfo.hardware_line(), sysinfo.versions()
     command = "python -m bench " + " ".join(shlex.quote(a) for a in args.argv)
     md = report(rows, peaks, notes, hw, vers, command)
-    sysinfo.atomic_write_text(out / f"{args.what}.md", md)
-    sysinfo.atomic_write_text(out / f"{args.what}.csv", speed.csv_text(rows, peaks, hw, vers))
+    sysinfo.atomic_write_text(out / f"{stem}.md", md)
+    sysinfo.atomic_write_text(out / f"{stem}.csv", speed.csv_text(rows, peaks, hw, vers))
     print(md)
-    print(f"(written to {out / args.what}.md and .csv)")
+    print(f"(written to {out / stem}.md and .csv)")
 
 
 def cmd_train(args):
@@ -306,6 +317,8 @@ def parser():
     sp.add_argument("what", choices=["diffusion", "policies", "planners"])
     sp.add_argument("--quick", action="store_true", help="tiny sizes: checks the harness only")
     sp.add_argument("--out", default=str(RESULTS / "speed"), help="folder for the .md and .csv")
+    sp.add_argument("--only", default="", help="planners: comma-separated groups of rows "
+                    "(train, plans, guided, decision, mpc)")
     sp.add_argument("--max-seed-seconds", type=float, default=60.0,
                     help="skip the 8-seed runs of a case whose 8 calls would exceed this")
     sp.set_defaults(fn=cmd_speed)

@@ -11,6 +11,11 @@
 - Value-guided plans: one locomotion decision, 64 plans from one state with DDPM-20, 2 guide
   steps through the value function (dim 32, mults (1, 2, 4, 8)) at every denoising step, the
   plans ranked by value: what Diffuser pays at every env step on locomotion.
+- Decision Diffuser: one decision (one plan from one state with classifier-free guidance on
+  the return, the conditional and null predictions in one call, then the inverse dynamics) at
+  the original preset (horizon 100, T=200 DDPM, U-Net dim 128 mults (1, 4, 8): the authors'
+  59.7M-parameter model) and at the fast one (horizon 32, DiT width 128 x 4 blocks, DDIM-20),
+  hopper's 11 state dims.
 - MPC: one decision (a whole CEM search through the ensemble) at PETS's settings and at the
   quick tier's.
 """
@@ -20,6 +25,7 @@ from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from algos.config import apply_overrides
 from bench import speed
@@ -159,6 +165,41 @@ def _guided_rows(quick, peak, log):
                        speed.flops_of(compiled), peak)]
 
 
+def _decision_rows(quick, peak, log):
+    from algos import decision_diffuser, decision_diffuser_fast
+    from algos.decision_diffuser import CDF, InverseDynamics, State, denoiser, make_planner
+
+    rows = []
+    for mod in (decision_diffuser, decision_diffuser_fast):
+        cfg = apply_overrides(mod.Config(), mod.TINY if quick else {})
+        h = cfg.horizon
+        x, t, r = jnp.zeros((1, h, OBS)), jnp.zeros((1,), jnp.int32), jnp.zeros((1,))
+        params = {"denoiser": denoiser(cfg).init(jax.random.PRNGKey(0), x, t, r),
+                  "inv": InverseDynamics(cfg.inv_hidden, ACT).init(
+                      jax.random.PRNGKey(1), jnp.zeros(OBS), jnp.zeros(OBS))}
+        rng = np.random.default_rng(0)
+        norm = CDF.fit(rng.normal(size=(4096, OBS)), rng.uniform(-1, 1, (4096, ACT)))
+        state = State(params, params, (), norm, jnp.zeros((), jnp.int32))
+        plan = make_planner(cfg, ACT, OBS)
+        obs = jnp.zeros(OBS)
+
+        def decide(state, key):
+            return plan(state, obs, key)[1]
+
+        compiled, c_s = speed.compile_fn(decide, state, jax.random.PRNGKey(1))
+        sec, calls = speed._time_calls(lambda: compiled(state, jax.random.PRNGKey(1)))
+        d = cfg.diffusion
+        net = (f"U-Net dim {d.width} {d.mults}" if d.backbone == "unet"
+               else f"DiT width {d.width} x {d.depth}")
+        wl = SimpleNamespace(name=f"{mod.LABEL}, {d.sampler}-{d.sampling_steps} CFG",
+                             size=f"1 plan of H={h}, {net}, {OBS} state dims, inverse "
+                                  f"dynamics {cfg.inv_hidden}")
+        log(f"  Decision Diffuser decision ({wl.size}): {1e3 * sec:.1f} ms, compile {c_s:.1f}s")
+        rows.append(speed._row(wl, "decision", "1", speed.Timing(c_s, sec, calls), 1,
+                               "decisions/s", speed.flops_of(compiled), peak))
+    return rows
+
+
 def _mpc_rows(quick, peak, log):
     import envs
     from algos import mpc
@@ -197,16 +238,22 @@ def _mpc_rows(quick, peak, log):
     return rows
 
 
-def run_planners(quick=False, log=print, max_seed_seconds=60.0):
-    """Rows in the format of `bench.speed` (same table and csv writers)."""
+GROUPS = ("train", "plans", "guided", "decision", "mpc")
+
+
+def run_planners(quick=False, log=print, max_seed_seconds=60.0, only=GROUPS):
+    """Rows in the format of `bench.speed` (same table and csv writers); `only` names the
+    groups of rows to measure (`GROUPS`)."""
     sizes = (256,) if quick else (1024, 2048, 4096)
     peak = speed.matmul_peak(sizes)
     log(f"float32 matmul peak: {peak:,.1f} GFLOP/s")
-    notes = []
-    rows = _train_rows(quick, peak, log, max_seed_seconds, notes)
-    rows += _plan_rows(quick, peak, log)
-    rows += _guided_rows(quick, peak, log)
-    rows += _mpc_rows(quick, peak, log)
+    notes, rows = [], []
+    if "train" in only:
+        rows += _train_rows(quick, peak, log, max_seed_seconds, notes)
+    for group, fn in (("plans", _plan_rows), ("guided", _guided_rows),
+                      ("decision", _decision_rows), ("mpc", _mpc_rows)):
+        if group in only:
+            rows += fn(quick, peak, log)
     return rows, (peak, speed.matmul_peak(sizes)), notes
 
 

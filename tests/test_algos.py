@@ -218,7 +218,9 @@ def test_diffusion_bc_covers_every_mode_where_gaussian_bc_covers_none(bandit_dat
         assert c["in_mode"] > 0.7 and c["modes_covered"] == 4, c
 
 
-def test_speed_policies_quick_and_table_from_results(tmp_path, capsys):
+@pytest.mark.slow
+def test_speed_policies_quick_measures_every_case():
+    """~75 s of compiles on 2 cores: `make test-slow`."""
     from bench import speed_policies
 
     rows, peaks, notes = speed_policies.run_policies(quick=True, log=lambda m: None)
@@ -235,6 +237,8 @@ def test_speed_policies_quick_and_table_from_results(tmp_path, capsys):
     md = speed_policies.markdown(rows, peaks, notes, "test hw", {"jax": "x"}, "cmd")
     assert md.startswith("# Offline policy speed") and "diffusion_ql + EDP" in md
 
+
+def test_policies_table_from_results(tmp_path, capsys):
     # the score table is rebuilt from results files alone; a diverged seed is counted apart
     run = {"schema": 2, "complete": True, "algo": "bc", "dataset": "jaxrl/x/y-v0",
            "config": {}, "config_hash": "abc", "seeds": 3, "versions": {},

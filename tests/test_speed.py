@@ -5,7 +5,10 @@ import pytest
 from bench import cli, speed
 
 
+@pytest.mark.slow
 def test_speed_diffusion_quick_writes_markdown_and_csv(tmp_path, capsys):
+    """~50 s of compiles on 2 cores: `make test-slow` (the CLI's files are checked by default
+    through `speed planners --only mpc`)."""
     assert cli.main(["speed", "diffusion", "--quick", "--out", str(tmp_path)]) == 0
     md = (tmp_path / "diffusion.md").read_text()
     assert "matmul peak" in md and "speed diffusion --quick" in md and "before the workloads" in md
@@ -37,4 +40,21 @@ def test_speed_planners_quick_measures_every_case(tmp_path):
     assert set(rows.case) == {"grad steps", "plans", "decision"}
     assert set(rows[rows.case == "plans"].unit) == {"plans/s"}
     assert rows.workload.str.startswith("Diffuser, value-guided").sum() == 1
+    assert rows.workload.str.startswith("Decision Diffuser").sum() == 2
     assert (rows.throughput > 0).all() and (rows.ms_per_call > 0).all()
+
+
+def test_speed_planners_only_measures_the_named_groups(tmp_path, capsys):
+    """`--only` measures some groups into their own files (the whole table stays); a group
+    that does not exist, or `--only` on another benchmark, is one line and exit 2."""
+    assert cli.main(["speed", "planners", "--quick", "--only", "mpc", "--out",
+                     str(tmp_path)]) == 0
+    rows = pd.read_csv(tmp_path / "planners-mpc.csv")
+    assert set(rows.case) == {"decision"} and rows.workload.str.startswith("MPC").all()
+    assert not (tmp_path / "planners.md").exists()
+    capsys.readouterr()
+    for argv in (["speed", "planners", "--only", "mpc,nope"],
+                 ["speed", "diffusion", "--only", "mpc"]):
+        assert cli.main(argv + ["--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--only" in err[0], err

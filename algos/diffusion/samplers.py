@@ -91,19 +91,20 @@ def sampling_timesteps(T: int, steps: int, spacing: str = "even",
 
 def ddpm_sample(denoise_fn, sched: Schedule, key, shape, cond=None, *, parameterization="eps",
                 clip_x0=None, variance="posterior", guide: ValueGuide | None = None,
-                inpaint=None, x_T=None, return_chain=False):
+                inpaint=None, x_T=None, return_chain=False, temperature=1.0):
     """Ancestral sampling over all ``T`` steps (Ho et al. 2020).
 
     ``variance``: ``"posterior"`` (beta tilde, clipped log at t=0: Diffuser and Diffusion-QL) or
     ``"beta"`` (DDPM's fixed-large choice). ``clip_x0``: clip the x0 estimate to
     ``[-clip_x0, clip_x0]`` before forming the posterior mean (``None``: no clipping).
     ``guide``: Diffuser-style value-gradient guidance applied to ``x_t`` before each step.
-    ``inpaint=(mask, values)``: entries held at ``values`` throughout.
+    ``inpaint=(mask, values)``: entries held at ``values`` throughout. ``temperature``
+    multiplies the initial noise and every step's noise (Decision Diffuser samples at 0.5).
     """
     if variance not in ("posterior", "beta"):
         raise ValueError(f"variance must be 'posterior' or 'beta', got {variance!r}")
     k_init, k_steps = jax.random.split(key)
-    x_init = _initial(k_init, shape, 1.0, x_T, inpaint)
+    x_init = _initial(k_init, shape, temperature, x_T, inpaint)
     # DDPM's fixed-large variance uses beta_t, with the posterior variance at t=1 for t=0.
     large_logvar = jnp.log(jnp.concatenate([sched.posterior_variance[1:2], sched.betas[1:]]))
 
@@ -116,7 +117,7 @@ def ddpm_sample(denoise_fn, sched: Schedule, key, shape, cond=None, *, parameter
         mean, _, logvar = q_posterior(sched, x0, x, t)
         if variance == "beta":
             logvar = _at(large_logvar, t, x)
-        z = jax.random.normal(jax.random.fold_in(k_steps, t), x.shape, x.dtype)
+        z = temperature * jax.random.normal(jax.random.fold_in(k_steps, t), x.shape, x.dtype)
         x = mean + jnp.where(t > 0, jnp.exp(0.5 * logvar), 0.0) * z
         x = apply_inpainting(x, inpaint)
         return x, x
@@ -130,17 +131,18 @@ def ddpm_sample(denoise_fn, sched: Schedule, key, shape, cond=None, *, parameter
 
 def ddim_sample(denoise_fn, sched: Schedule, key, shape, cond=None, *, steps=None, eta=0.0,
                 parameterization="eps", clip_x0=None, inpaint=None, x_T=None,
-                return_chain=False, spacing="even"):
+                return_chain=False, spacing="even", temperature=1.0):
     """DDIM (Song et al. 2021) over ``steps <= T`` timesteps (``spacing``: see
     ``sampling_timesteps``).
 
     ``eta = 0`` is the deterministic probability-flow sampler; ``eta = 1`` with ``steps = T``
-    has DDPM's posterior variance.
+    has DDPM's posterior variance. ``temperature`` multiplies the initial noise and the
+    injected noise (with ``eta = 0`` only the initial one).
     """
     ts = sampling_timesteps(sched.T, sched.T if steps is None else steps, spacing,
                             sched.alphas_cumprod)
     k_init, k_steps = jax.random.split(key)
-    x_init = _initial(k_init, shape, 1.0, x_T, inpaint)
+    x_init = _initial(k_init, shape, temperature, x_T, inpaint)
     abar = sched.alphas_cumprod
     abar_prev = jnp.concatenate([abar[ts[1:]], jnp.ones((1,), abar.dtype)])
 
@@ -149,7 +151,7 @@ def ddim_sample(denoise_fn, sched: Schedule, key, shape, cond=None, *, steps=Non
         x0, eps = _x0_eps(denoise_fn, sched, x, t, cond, parameterization, clip_x0)
         ab = abar[t]
         sigma = eta * jnp.sqrt((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev))
-        z = jax.random.normal(jax.random.fold_in(k_steps, i), x.shape, x.dtype)
+        z = temperature * jax.random.normal(jax.random.fold_in(k_steps, i), x.shape, x.dtype)
         x = (jnp.sqrt(ab_prev) * x0 + jnp.sqrt(jnp.maximum(1 - ab_prev - sigma ** 2, 0.0)) * eps
              + sigma * z)
         x = apply_inpainting(x, inpaint)
