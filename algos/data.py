@@ -162,11 +162,15 @@ class Windows:
 
     @classmethod
     def create(cls, episodes: Mapping[str, np.ndarray], horizon: int, discount: float = 0.99,
-               termination_penalty: float = 0.0, pad: bool = True) -> "Windows":
+               termination_penalty: float = 0.0, pad: bool = True,
+               max_length: int | None = None) -> "Windows":
         """From padded episode arrays (`OfflineDataset.episodes`: observations (E, L+1, d),
         actions, rewards, terminations (E, L), lengths). `pad=True` lets windows start at any
         step and run past the episode's end (masked); `pad=False` keeps only windows that fit
-        inside their episode (episodes shorter than `horizon` give none)."""
+        inside their episode (episodes shorter than `horizon` give none). `max_length`: no
+        window reaches past step `max_length - 1` of its episode (Diffuser's and Decision
+        Diffuser's `max_path_length`, 1000: a time-limited 1000-step episode is never padded
+        after its truncation)."""
         if horizon < 1:
             raise ConfigError(f"a window needs horizon >= 1, got {horizon}")
         lengths = np.asarray(episodes["lengths"], np.int64)
@@ -184,6 +188,8 @@ class Windows:
         obs = np.asarray(episodes["observations"])[:, :length_max]
         obs = np.where(valid.reshape(valid.shape + (1,) * (obs.ndim - 2)), obs, 0)
         last = lengths if pad else lengths - horizon + 1
+        if max_length is not None:
+            last = np.minimum(last, int(max_length) - horizon + 1)
         starts = np.array([(i, s) for i in range(e) for s in range(max(int(last[i]), 0))],
                           np.int32).reshape(-1, 2)
         if len(starts) == 0:

@@ -11,7 +11,8 @@ Followed: the authors' released code, anuragajay/decision-diffuser (01ce528), un
   0.995, 1e6 steps. EMA every 10 steps, a plain copy before step 2000 (`Trainer` defaults in
   `diffuser/utils/training.py`).
 - `diffuser/datasets/sequence.py` (`SequenceDataset`): windows `[actions, observations]` from
-  every step of an episode, padded with zeros past its end; the condition is the discounted
+  every step of an episode, padded with zeros past its end, none reaching past step 999
+  (`max_path_length` 1000); the condition is the discounted
   return from the window's start to the episode's end (the penalty added to a terminal step's
   reward, `buffer.py`), divided by `returns_scale`.
 - `diffuser/datasets/normalization.py` (`CDFNormalizer`): every dimension mapped through its
@@ -47,6 +48,9 @@ Deviations:
 - the conditional and null predictions are one network call on the doubled batch (the authors
   make two calls): the same arithmetic.
 - the last window start of every episode is kept (the authors' `range(max_start)` drops it).
+- batches are drawn uniformly with replacement (the authors' DataLoader shuffles each epoch).
+- the fast preset's DiT adds a projection of the return embedding to its time embedding
+  (adaLN), so its null condition is that projection's bias, not zero.
 - actions are clipped to the env's bounds (the authors' inverse CDF keeps them inside the data's
   range, which lies inside the bounds).
 - Flax's default initialisers.
@@ -70,7 +74,8 @@ import optax
 
 from algos.config import BaseConfig, ConfigError
 from algos.data import Windows, env_arrays
-from algos.diffuser import Gaussian, Limits, condition_mask, ema_update, _limits
+from algos.diffuser import MAX_PATH_LENGTH, Gaussian, Limits, _limits, condition_mask, \
+    ema_update
 from algos.diffusion_spec import DiffusionSpec, check_backbone, make_denoiser, make_loss, \
     make_sampler
 from algos.loop import Policy, adam, make_offline_train
@@ -304,7 +309,8 @@ def prepare_windows(config: Config, data, env):
     tr, _, _ = env_arrays(data, env)
     norm = _normalizer(config, tr["obs"], tr["action"])
     w = Windows.create(data.episodes, config.horizon, discount=config.discount,
-                       termination_penalty=config.termination_penalty, pad=True)
+                       termination_penalty=config.termination_penalty, pad=True,
+                       max_length=MAX_PATH_LENGTH)
     returns = np.asarray(w.rtg)
     if config.returns_norm == "scale":
         rtg = returns / config.returns_scale

@@ -42,9 +42,10 @@ Locomotion setting, followed: the authors' `main` branch (7ea4228):
   posterior variance. The per-dataset override kept: hopper medium-expert (scale 1e-4,
   t_stopgrad 4).
 - `diffuser/datasets/sequence.py` (`SequenceDataset`, `ValueDataset`): windows start at every
-  step of an episode and are padded with zeros past its end (`use_padding`); the value target
-  is the discounted sum of rewards from the window's start to the episode's end, the penalty
-  added to a terminal step's reward (`buffer.py`).
+  step of an episode and are padded with zeros past its end (`use_padding`), none reaching
+  past step 999 (`max_path_length` 1000: a 1000-step time-limited episode is never padded);
+  the value target is the discounted sum of rewards from the window's start to the episode's
+  end, the penalty added to a terminal step's reward (`buffer.py`).
 - `diffuser/models/temporal.py` (`ValueFunction`, here `nets.TemporalValue`) and
   `diffuser/models/diffusion.py` (`ValueDiffusion.p_losses`): the value of a noised window with
   its start inpainted, L2 to the target.
@@ -93,6 +94,7 @@ TINY = {"horizon": "8", "diffusion.T": "4", "diffusion.width": "8", "diffusion.m
 ACT_WITH = ("controller", "actions")
 NORMALIZERS = ("limits", "gaussian")
 GOAL_RADIUS = 0.5   # maze2d_set_terminals' threshold (D4RL's goal reward radius)
+MAX_PATH_LENGTH = 1000  # locomotion windows never reach past this step (`max_path_length`)
 
 # The authors' maze2d config: (horizon, T) per layout; medium keeps the base (256, 256).
 MAZE = {"umaze": (128, 64), "medium": (256, 256), "large": (384, 256)}
@@ -420,7 +422,8 @@ def prepare_windows(config: Config, data, env, goal: bool = True):
     norm = _normalizer(config, tr["obs"], tr["action"])
     if not goal:
         w = Windows.create(data.episodes, config.horizon, discount=config.discount,
-                           termination_penalty=config.termination_penalty, pad=True)
+                           termination_penalty=config.termination_penalty, pad=True,
+                           max_length=MAX_PATH_LENGTH)
         return w.replace(obs=norm.obs(w.obs), action=norm.act(w.action)), norm
     goal_pos = np.asarray(env.default_task(), np.float64)
     paths = split_where_goal_is_left(data.raw_episodes, goal_pos, GOAL_RADIUS)

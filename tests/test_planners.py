@@ -606,3 +606,17 @@ def test_decision_diffuser_refuses_what_it_cannot_plan_on(maze, pendulum, capsys
                 "--seeds", "1", "--steps", "2", "--set", "temperature=0"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "temperature > 0" in err[0], err
+
+
+def test_windows_never_reach_past_max_path_length(pendulum):
+    """The authors' `max_path_length`: with it at 40 and horizon 8, windows of the 125-step
+    episodes start at steps 0..32 only (so none is padded: they all end by step 39); without
+    it, at every step."""
+    from algos.data import Windows
+
+    data, _ = pendulum
+    capped = Windows.create(data.episodes, 8, pad=True, max_length=40)
+    free = Windows.create(data.episodes, 8, pad=True)
+    starts = np.asarray(capped.starts)
+    assert starts[:, 1].max() == 32 and len(starts) == 33 * len(data.raw_episodes)
+    assert len(np.asarray(free.starts)) == data.num_transitions
