@@ -56,8 +56,8 @@ UNET_SHALLOW = nets.TemporalUnet(dim=8, dim_mults=(1, 2, 4), cond_encoder=nets.R
 DIT = nets.DiTDenoiser(hidden=32, depth=2, heads=4, cond_encoder=nets.ReturnEncoder(8))
 
 
-@pytest.mark.parametrize("horizon", [4, 8, 16, 32, 64])
-@pytest.mark.parametrize("arch", ["unet", "dit"])
+@pytest.mark.parametrize("horizon", [4, 16, 64])   # the shallow U-Net, then 2 and 8 at its
+@pytest.mark.parametrize("arch", ["unet", "dit"])  # deepest level
 def test_trajectory_denoisers_keep_the_shape(arch, horizon):
     model = {"unet": UNET if horizon >= 8 else UNET_SHALLOW, "dit": DIT}[arch]
     x = jax.random.normal(KEY, (3, horizon, 14))
