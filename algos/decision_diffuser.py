@@ -254,9 +254,9 @@ class State:
 
 def make_planner(config: Config, act_dim: int, obs_dim: int):
     """`plan(state, obs, key, target=config.target_return) -> (states (H, obs_dim), action)`:
-    one state trajectory from `obs` (normalised units) by the EMA model with classifier-free
-    guidance on the return, and the env action the inverse dynamics reads off its first two
-    states."""
+    one state trajectory from `obs` (env units) by the EMA model with classifier-free guidance
+    on the return (`target` in normalised return units), its states in normalised units, and
+    the env action the inverse dynamics reads off its first two states."""
     spec, h, w = config.diffusion, config.horizon, config.guidance_w
     net, sample = denoiser(config), make_sampler(spec)
     inv = InverseDynamics(config.inv_hidden, act_dim)
