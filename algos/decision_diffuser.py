@@ -74,8 +74,9 @@ import optax
 
 from algos.config import BaseConfig, ConfigError
 from algos.data import Windows, env_arrays
-from algos.diffuser import MAX_PATH_LENGTH, Gaussian, Limits, _limits, condition_mask, \
-    ema_update
+from algos.diffuser import MAX_PATH_LENGTH, Gaussian, Limits, check_horizon_and_ema, \
+    condition_mask, ema_update
+from algos.diffuser import _normalizer as diffuser_normalizer
 from algos.diffusion_spec import DiffusionSpec, check_backbone, make_denoiser, make_loss, \
     make_sampler
 from algos.loop import Policy, adam, make_offline_train
@@ -123,12 +124,7 @@ class Config(BaseConfig):
         if self.horizon < 2:
             raise ConfigError(f"horizon must be at least 2 (the state and the next one), got "
                               f"{self.horizon}")
-        factor = 2 ** (len(self.diffusion.mults) - 1)
-        if self.diffusion.backbone == "unet" and self.horizon % factor:
-            raise ConfigError(f"horizon={self.horizon} must be a multiple of {factor} for the "
-                              f"U-Net with mults {self.diffusion.mults}")
-        if self.ema_every < 1 or not 0 <= self.ema_decay <= 1 or self.ema_start < 0:
-            raise ConfigError("ema_every >= 1, 0 <= ema_decay <= 1 and ema_start >= 0")
+        check_horizon_and_ema(self)
         for name, value, options in [("normalizer", self.normalizer, NORMALIZERS),
                                      ("returns_norm", self.returns_norm, RETURNS_NORMS)]:
             if value not in options:
@@ -218,13 +214,10 @@ class CDF:
 
 
 def _normalizer(config: Config, obs, action):
+    """The authors' CDF normaliser, or Diffuser's limits / Gaussian ones."""
     if config.normalizer == "cdf":
         return CDF.fit(obs, action)
-    if config.normalizer == "limits":
-        return Limits(*_limits(obs.min(0), obs.max(0)), *_limits(action.min(0), action.max(0)))
-    std = lambda x: np.maximum(x.std(0), 1e-6).astype(np.float32)  # noqa: E731
-    return Gaussian(jnp.asarray(obs.mean(0)), jnp.asarray(std(obs)),
-                    jnp.asarray(action.mean(0)), jnp.asarray(std(action)))
+    return diffuser_normalizer(config, obs, action)
 
 
 # --- networks and state ---------------------------------------------------------------------

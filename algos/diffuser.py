@@ -143,12 +143,7 @@ class Config(BaseConfig):
                               f"got {self.act_with!r}")
         if self.horizon < 2:
             raise ConfigError(f"horizon must be at least 2 (start and goal), got {self.horizon}")
-        factor = 2 ** (len(self.diffusion.mults) - 1)
-        if self.diffusion.backbone == "unet" and self.horizon % factor:
-            raise ConfigError(f"horizon={self.horizon} must be a multiple of {factor} for the "
-                              f"U-Net with mults {self.diffusion.mults}")
-        if self.ema_every < 1 or not 0 <= self.ema_decay <= 1 or self.ema_start < 0:
-            raise ConfigError("ema_every >= 1, 0 <= ema_decay <= 1 and ema_start >= 0")
+        check_horizon_and_ema(self)
         if self.normalizer not in NORMALIZERS:
             raise ConfigError(f"normalizer must be one of {', '.join(NORMALIZERS)}, "
                               f"got {self.normalizer!r}")
@@ -160,6 +155,17 @@ class Config(BaseConfig):
             raise ConfigError("Diffuser normalises every dimension itself (normalizer="
                               "limits or gaussian); normalize_obs and reward_scale do not "
                               "apply")
+
+
+def check_horizon_and_ema(config):
+    """The checks every trajectory planner with the authors' Trainer shares: a horizon the
+    U-Net can halve at each level, and the EMA schedule."""
+    factor = 2 ** (len(config.diffusion.mults) - 1)
+    if config.diffusion.backbone == "unet" and config.horizon % factor:
+        raise ConfigError(f"horizon={config.horizon} must be a multiple of {factor} for the "
+                          f"U-Net with mults {config.diffusion.mults}")
+    if config.ema_every < 1 or not 0 <= config.ema_decay <= 1 or config.ema_start < 0:
+        raise ConfigError("ema_every >= 1, 0 <= ema_decay <= 1 and ema_start >= 0")
 
 
 def task_defaults(dataset_id: str) -> dict:
