@@ -14,34 +14,12 @@ progress bar) is a silent stub below. Then run
 `AUTHORS=path python bench/reference/decision_diffuser_torch.py` with torch and einops
 installed. Prints one JSON line per measurement (median of 3 timed calls after a warm-up).
 """
-import json, os, sys, types, time, statistics, torch
-here = os.environ.get("AUTHORS") or os.path.dirname(os.path.abspath(__file__))
-utils = types.ModuleType("diffuser.utils")
-class Silent:
-    def __init__(self, *a, **k): pass
-    def __getattr__(self, name): return lambda *a, **k: None
-    def update(self, *a, **k): pass
-    def close(self): pass
-utils.Silent = Silent; utils.Progress = Silent
-pkg = types.ModuleType("diffuser"); pkg.utils = utils
-sys.modules["diffuser"] = pkg; sys.modules["diffuser.utils"] = utils
-sys.path.insert(0, here)
+import statistics, torch
+from torch_timing import dev, emit, stub_authors_package, timed
+stub_authors_package(__file__)
 from ddmodels.temporal import TemporalUnet
 from ddmodels.diffusion import GaussianInvDynDiffusion
-dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 H, OBS, ACT = 100, 11, 3
-def sync():
-    if dev.type == "cuda": torch.cuda.synchronize()
-def timed(fn, n=1, reps=3):
-    fn(); sync()
-    out = []
-    for _ in range(reps):
-        t0 = time.perf_counter(); fn(); sync(); out.append(n / (time.perf_counter() - t0))
-    return out
-def emit(**kw):
-    kw.update(torch=torch.__version__,
-              device=torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu")
-    print(json.dumps(kw), flush=True)
 model = TemporalUnet(H, OBS, cond_dim=OBS, dim=128, dim_mults=(1, 4, 8), returns_condition=True,
                      condition_dropout=0.25, calc_energy=False).to(dev)
 diff = GaussianInvDynDiffusion(model, H, OBS, ACT, n_timesteps=200, loss_type="l2",

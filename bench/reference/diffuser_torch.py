@@ -14,16 +14,9 @@ commented out. `diffuser.utils` (the progress bar) is a silent stub below and
 `AUTHORS=path BIG=1024 python bench/reference/diffuser_torch.py` with torch and einops
 installed. Prints one JSON line per measurement (median of 3 timed calls after a warm-up).
 """
-import json, os, sys, types, time, statistics, torch
-here = os.environ.get("AUTHORS") or os.path.dirname(os.path.abspath(__file__))
-utils = types.ModuleType("diffuser.utils")
-class Silent:
-    def __init__(self, *a, **k): pass
-    def __getattr__(self, name): return lambda *a, **k: None
-utils.Silent = Silent; utils.Progress = Silent
-pkg = types.ModuleType("diffuser"); pkg.utils = utils
-sys.modules["diffuser"] = pkg; sys.modules["diffuser.utils"] = utils
-sys.path.insert(0, here)
+import os, statistics, sys, types, torch
+from torch_timing import dev, emit, stub_authors_package, timed
+stub_authors_package(__file__)
 import dmodels.helpers
 models = types.ModuleType("diffuser.models"); models.helpers = dmodels.helpers
 sys.modules["diffuser.models"] = models; sys.modules["diffuser.models.helpers"] = dmodels.helpers
@@ -31,18 +24,7 @@ from dmodels.temporal import TemporalUnet, ValueFunction
 from dmodels.diffusion import GaussianDiffusion
 from dsampling.functions import n_step_guided_p_sample
 from dsampling.guides import ValueGuide
-dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 H, OBS, ACT = 32, 11, 3
-def sync():
-    if dev.type == "cuda": torch.cuda.synchronize()
-def timed(fn, n, reps=3):
-    fn(); sync()
-    out = []
-    for _ in range(reps):
-        t0 = time.perf_counter(); fn(); sync(); out.append(n / (time.perf_counter() - t0))
-    return out
-def emit(**kw):
-    kw.update(torch=torch.__version__, gpu=torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu"); print(json.dumps(kw), flush=True)
 model = TemporalUnet(H, OBS + ACT, cond_dim=OBS, dim=32, dim_mults=(1, 2, 4, 8)).to(dev)
 diff = GaussianDiffusion(model, H, OBS, ACT, n_timesteps=20, loss_type="l2", clip_denoised=True,
                          predict_epsilon=False, action_weight=10).to(dev)
