@@ -168,18 +168,10 @@ def _check_numbers(config, prefix=""):
 
 def validate(config):
     """Cross-field checks shared by every Config; algorithms add their own in `check`, a
-    nested sub-config in its own `check`."""
-    if config.steps <= 0 or config.eval_every <= 0 or config.batch_size <= 0:
-        raise ConfigError("steps, eval_every and batch_size must be positive")
-    if config.eval_episodes <= 0:
-        raise ConfigError(f"eval_episodes must be at least 1, got {config.eval_episodes}")
-    if config.steps % config.eval_every:
-        raise ConfigError(f"steps ({config.steps}) must be a multiple of eval_every "
-                          f"({config.eval_every}); set both with --set")
-    if not 0.0 <= config.discount <= 1.0:
-        raise ConfigError(f"discount must be in [0, 1], got {config.discount}")
-    if config.reward_scale not in ("none", "iql"):
-        raise ConfigError(f"reward_scale must be 'none' or 'iql', got {config.reward_scale!r}")
+    nested sub-config in its own `check`. A config that is not a `BaseConfig` (a data
+    generator's, `algos.synther.Config`) gets the number, sub-config and own checks."""
+    if isinstance(config, BaseConfig):
+        _validate_base(config)
     _check_numbers(config)
     for f in dataclasses.fields(config):
         sub = getattr(config, f.name)
@@ -191,6 +183,20 @@ def validate(config):
     check = getattr(config, "check", None)
     if check is not None:
         check()
+
+
+def _validate_base(config):
+    if config.steps <= 0 or config.eval_every <= 0 or config.batch_size <= 0:
+        raise ConfigError("steps, eval_every and batch_size must be positive")
+    if config.eval_episodes <= 0:
+        raise ConfigError(f"eval_episodes must be at least 1, got {config.eval_episodes}")
+    if config.steps % config.eval_every:
+        raise ConfigError(f"steps ({config.steps}) must be a multiple of eval_every "
+                          f"({config.eval_every}); set both with --set")
+    if not 0.0 <= config.discount <= 1.0:
+        raise ConfigError(f"discount must be in [0, 1], got {config.discount}")
+    if config.reward_scale not in ("none", "iql"):
+        raise ConfigError(f"reward_scale must be 'none' or 'iql', got {config.reward_scale!r}")
 
 
 def config_dict(config) -> dict:

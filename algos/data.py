@@ -76,8 +76,7 @@ def _transitions(data, env):
     if data.env_id is not None and data.env_id != env.env_id:
         raise ConfigError(f"dataset {data.dataset_id} was recorded on {data.env_id}, "
                           f"not on {env.env_id}")
-    returns = [float(e["rewards"].sum()) for e in data.raw_episodes]
-    return data.transitions, returns, f"dataset {data.dataset_id}"
+    return data.transitions, data.episode_returns or None, f"dataset {data.dataset_id}"
 
 
 def env_arrays(data, env):

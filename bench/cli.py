@@ -4,6 +4,7 @@
     python -m bench data build --env ENV_ID --quality LEVEL [--seed S] [--transitions N]
     python -m bench data build --tier quick
     python -m bench data list
+    python -m bench data subset DATASET_ID --fraction 0.05 [--seed S]
     python -m bench speed {diffusion,policies,planners} [--quick] [--out DIR]
     python -m bench bandit [--seeds N] [--steps S]
     python -m bench sweep [NAME|FILE.toml] [--force]
@@ -11,6 +12,8 @@
     python -m bench compare RUNS_A RUNS_B [--write FILE.md]
     python -m bench claims [NAME ...]
     python -m bench train --algo ALGO --dataset DATASET_ID --seeds N [--steps S] [--set k=v ...]
+    python -m bench augment DATASET_ID [--method synther|noise] [--preset quick] [--set k=v ...]
+    python -m bench fidelity DATASET_ID
 
 Bad input (unknown env, level, dataset, tier, algorithm or config field) prints one line naming the problem and what
 exists, and exits with code 2.
@@ -133,6 +136,16 @@ def cmd_data_agent(args):
           "the same datasets, and rebuild them with `python -m bench data build --force ...`")
 
 
+def cmd_data_subset(args):
+    import shlex
+
+    from bench import augment
+
+    augment.make_subset(args.dataset, args.fraction, seed=args.seed, force=args.force,
+                        command="python -m bench " + " ".join(shlex.quote(a) for a in args.argv),
+                        log=lambda m: print(m, flush=True))
+
+
 def cmd_data_list(args):
     from envs.datasets import list_datasets
     from envs.datasets.minari_io import datasets_root
@@ -206,6 +219,23 @@ def cmd_train(args):
               overrides=train.parse_sets(args.set), out=Path(args.out), force=args.force,
               command="python -m bench " + " ".join(shlex.quote(a) for a in args.argv),
               log=lambda m: print(m, flush=True))
+
+
+def cmd_augment(args):
+    import shlex
+
+    from bench import augment, train
+
+    augment.run(args.dataset, method=args.method, preset=args.preset,
+                overrides=train.parse_sets(args.set), force=args.force,
+                command="python -m bench " + " ".join(shlex.quote(a) for a in args.argv),
+                log=lambda m: print(m, flush=True))
+
+
+def cmd_fidelity(args):
+    from bench import fidelity
+
+    fidelity.run(args.dataset, out=Path(args.out), log=lambda m: print(m, flush=True))
 
 
 def cmd_bandit(args):
@@ -306,6 +336,13 @@ def parser():
     ls.add_argument("--verify", action="store_true",
                     help="read every dataset and check its content hash (slower)")
     ls.set_defaults(fn=cmd_data_list)
+    sb = d.add_parser("subset", help="keep a fraction of a dataset's episodes (whole, in a "
+                      "seeded order) as its own dataset <id>-<pct>pct-v0")
+    sb.add_argument("dataset")
+    sb.add_argument("--fraction", type=float, required=True, help="e.g. 0.05 for 5%%")
+    sb.add_argument("--seed", type=int, default=0)
+    sb.add_argument("--force", action="store_true", help="remake it")
+    sb.set_defaults(fn=cmd_data_subset)
     ag = d.add_parser("agent", help="train (or load) an env's PPO behaviour agent and write it "
                       "to envs/datasets/agents/, the copy a fresh clone builds datasets from")
     ag.add_argument("--env", required=True)
@@ -337,6 +374,21 @@ def parser():
     tr.add_argument("--force", action="store_true",
                     help="retrain even if a results file or checkpoint exists")
     tr.set_defaults(fn=cmd_train)
+    au = sub.add_parser("augment", help="upsample a dataset into a derived one: SynthER's "
+                        "generated transitions, or Gaussian-noise perturbed copies")
+    au.add_argument("dataset", help="a local dataset, e.g. jaxrl/pendulum/medium-replay-v0")
+    au.add_argument("--method", default="synther", choices=("synther", "noise"))
+    au.add_argument("--preset", default=None,
+                    help="SynthER settings for the quick tier (quick); default: the authors'")
+    au.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="override a config field, e.g. size=200000 or diffusion.width=1024")
+    au.add_argument("--force", action="store_true", help="remake the derived dataset")
+    au.set_defaults(fn=cmd_augment)
+    fi = sub.add_parser("fidelity", help="a derived dataset's dynamics error against the "
+                        "simulator, beside its source's real transitions")
+    fi.add_argument("dataset", help="a derived dataset (python -m bench augment ...)")
+    fi.add_argument("--out", default=str(RESULTS / "fidelity"))
+    fi.set_defaults(fn=cmd_fidelity)
     bd = sub.add_parser("bandit", help="the multi-modal bandit test bed: every method, "
                         "mode coverage and reward, figure")
     bd.add_argument("--seeds", type=int, default=None,

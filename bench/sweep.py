@@ -19,6 +19,14 @@ tables and an optional `[leaderboard]` table:
     [leaderboard]
     compare = [["Diffusion-QL", "TD3+BC"]]  # pairs for the probability of improvement
 
+A group may train on data derived from its datasets, made before its cells run when missing:
+
+    subset = 0.05                           # whole episodes holding 5% of the transitions
+                                            # (`bench data subset`: <id>-5pct-v0)
+    augment = { method = "synther", preset = "quick", set = { size = 100000 } }
+                                            # then upsampled (`bench augment`), the cells
+                                            # training on <id>-synther-<key>-v0
+
 Every group expands to algos x datasets cells; a cell is (algorithm, dataset, config) and
 runs through `bench.train.run`, which skips it when its results file exists and resumes it
 from its last orbax checkpoint when it was interrupted. `load` checks the whole file before
@@ -38,7 +46,8 @@ from bench import train
 
 SWEEPS = Path(__file__).resolve().parent / "sweeps"
 TOP_KEYS = {"description", "include", "data_tier", "group", "leaderboard"}
-GROUP_KEYS = {"algos", "datasets", "seeds", "steps", "set", "label"}
+GROUP_KEYS = {"algos", "datasets", "seeds", "steps", "set", "label", "subset", "augment"}
+AUGMENT_KEYS = {"method", "preset", "set"}
 LEADERBOARD_KEYS = {"compare"}
 
 
@@ -54,6 +63,10 @@ class Cell:
     seeds: int
     steps: Optional[int]
     overrides: Tuple[Tuple[str, Any], ...]   # (dotted field, typed value)
+    source: Optional[str] = None             # the dataset named in the file, when the cell
+    subset: Optional[float] = None           # trains on data derived from it: a subset,
+    augment: Optional[Tuple[str, Optional[str], Tuple[Tuple[str, Any], ...]]] = None
+                                             # and/or (method, preset, overrides) of augment
 
     @property
     def sets(self) -> Dict[str, Any]:
@@ -156,16 +169,77 @@ def _group_cells(g: dict, where: str) -> List[Cell]:
     if label is not None and (not isinstance(label, str) or len(names["algos"]) != 1):
         raise SweepError(f"{where}: 'label' names one method: give it as a string, in a group "
                          "with one algorithm")
+    subset, aug = _derivation(g, where)
     cells = []
     for a in names["algos"]:
         for ds in names["datasets"]:
-            cell = Cell(label or algos.label(a), a, ds, seeds, steps, overrides)
+            target = _derived_id(ds, subset, aug, where)
+            cell = Cell(label or algos.label(a), a, target, seeds, steps, overrides,
+                        ds if target != ds else None, subset, aug)
             try:
                 cell.config()
             except ConfigError as e:
                 raise SweepError(f"{where}: {a} on {ds}: {e}") from None
             cells.append(cell)
     return cells
+
+
+def _derivation(g: dict, where: str):
+    """The group's `subset` fraction and `augment` (method, preset, overrides), checked."""
+    subset = g.get("subset")
+    if subset is not None and not (isinstance(subset, (int, float))
+                                   and not isinstance(subset, bool) and 0 < subset <= 1):
+        raise SweepError(f"{where}: 'subset' is the fraction of transitions kept, in (0, 1], "
+                         f"got {subset!r}")
+    aug = g.get("augment")
+    if aug is None:
+        return subset, None
+    if not isinstance(aug, dict) or set(aug) - AUGMENT_KEYS or "method" not in aug:
+        raise SweepError(f"{where}: 'augment' is a table {{ method = \"synther\" | \"noise\", "
+                         "preset = ..., set = { ... } }")
+    sets = aug.get("set", {})
+    if not isinstance(sets, dict):
+        raise SweepError(f"{where}: augment.set must be a table")
+    overrides = tuple((k, _typed(v, f"{where}: augment.set.{k}"))
+                      for k, v in flatten(sets).items())
+    return subset, (aug["method"], aug.get("preset"), overrides)
+
+
+def _derived_id(ds: str, subset, aug, where: str) -> str:
+    from bench import augment
+    from envs.datasets import derived
+
+    target = derived.subset_id(ds, float(subset)) if subset is not None else ds
+    if aug is None:
+        return target
+    try:
+        return augment.derived_for(target, aug[0], aug[1], dict(aug[2]), typed=True)
+    except ConfigError as e:
+        raise SweepError(f"{where}: augment: {e}") from None
+
+
+def make_data(cell: Cell, tier: str, log: Callable[[str], None] = print) -> None:
+    """Build what a cell trains on when missing: the named dataset, its subset, its
+    augmentation."""
+    from bench import augment
+    from envs.datasets import all_specs, build, minari_io
+
+    if minari_io.exists(cell.dataset):
+        return
+    source = cell.source or cell.dataset
+    if not minari_io.exists(source):
+        spec = all_specs()[source]
+        log(f"building dataset {source} ({tier} tier)")
+        build(spec.env_id, spec.level, tier=tier, log=lambda m: log(f"  {m}"))
+    if cell.subset is not None:
+        source = augment.make_subset(source, float(cell.subset), log=lambda m: log(f"  {m}"))
+    if cell.augment is not None:
+        method, preset, overrides = cell.augment
+        log(f"making {cell.dataset}")
+        augment.run(source, method, preset, dict(overrides), typed=True,
+                    command=f"python -m bench augment {source} (a sweep)",
+                    log=lambda m: log(f"  {m}"))
+    assert minari_io.exists(cell.dataset), cell.dataset
 
 
 def _read(path: Path, seen: Tuple[Path, ...]) -> Tuple[dict, List[Cell]]:
@@ -268,14 +342,9 @@ def run(sweep: Sweep, runs: Path = train.RUNS, checkpoints: Optional[Path] = Non
     the results of all cells, in the sweep's order. Before the first cell starts, every cell's
     results file is checked against its config, seed count and the local dataset's content
     hash: a file trained on other data stops the sweep with one line naming `--force`."""
-    from envs.datasets import all_specs, build, minari_io
-
     t0 = time.time()
-    for ds in sweep.datasets:  # every cell's data: finished cells are checked against it
-        if not minari_io.exists(ds):
-            spec = all_specs()[ds]
-            log(f"building dataset {ds} ({sweep.data_tier} tier)")
-            build(spec.env_id, spec.level, tier=sweep.data_tier, log=lambda m: log(f"  {m}"))
+    for cell in {c.dataset: c for c in sweep.cells}.values():
+        make_data(cell, sweep.data_tier, log)  # finished cells are checked against their data
     hashes = {ds: train.data_hash(ds) for ds in sweep.datasets}
     previous = [train.existing(c.path(runs), c.seeds, c.config(), force, hashes[c.dataset])
                 for c in sweep.cells]

@@ -12,7 +12,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from envs.datasets import minari_io
+from envs.datasets import derived, minari_io
 from envs.datasets.builder import TIERS, all_specs, build, build_tier, dataset_id, resolve
 from envs.datasets.minari_io import DatasetError, datasets_root
 
@@ -27,10 +27,14 @@ class OfflineDataset:
     env_id: Optional[str]        # our env id, or None for a public Minari dataset
     metadata: dict
     raw_episodes: List[Dict[str, np.ndarray]]
+    flat: Optional[Dict[str, np.ndarray]] = None   # a derived dataset's transitions (rows,
+                                                   # not episodes: `envs.datasets.derived`)
 
     @functools.cached_property
     def transitions(self) -> Dict[str, np.ndarray]:
         """Flat transitions: obs, action, reward, next_obs, terminated, truncated."""
+        if self.flat is not None:
+            return self.flat
         eps = self.raw_episodes
         return {
             "obs": np.concatenate([e["observations"][:-1] for e in eps]),
@@ -44,13 +48,28 @@ class OfflineDataset:
     @functools.cached_property
     def episodes(self) -> Dict[str, np.ndarray]:
         """Episodes padded to the longest (`pad_episodes`)."""
+        if self.flat is not None:
+            raise DatasetError(f"dataset {self.dataset_id} holds independent transitions, not "
+                               "episodes; trajectory models (planners) need an episodic "
+                               "dataset such as its source "
+                               f"{(self.metadata.get('diffrl') or {}).get('source_id')}")
         return pad_episodes(self.raw_episodes)
+
+    @property
+    def episode_returns(self) -> List[float]:
+        """Undiscounted return of every episode; for a derived dataset its source's (stored
+        in its metadata), which IQL's reward scaling reads."""
+        if self.flat is not None:
+            return list((self.metadata.get("diffrl") or {}).get("source_episode_returns", []))
+        return [float(e["rewards"].sum()) for e in self.raw_episodes]
 
     @functools.cached_property
     def content_hash(self) -> str:
         """SHA-256 of the arrays: the one our builder stored (and `load` verified), or for a
         public Minari dataset computed here. Results and checkpoints are keyed by it."""
         ours = (self.metadata.get("diffrl") or {}).get("content_hash")
+        if ours is None and self.flat is not None:
+            return derived.content_hash(self.flat)
         return ours or minari_io.content_hash(self.raw_episodes)
 
     @property
@@ -62,10 +81,15 @@ class OfflineDataset:
                 "behaviour_return": ours.get("behaviour_return"),
                 "behaviour_score": ours.get("behaviour_normalized_score"),
                 "behaviour_agent": (ours.get("behaviour") or {}).get("agent_sha256"),
-                "generator_seed": ours.get("generator_seed")}
+                "generator_seed": ours.get("generator_seed"),
+                **({"derived_from": {k: ours["derived"].get(k) for k in
+                                     ("method", "source_id", "source_content_hash", "key")}}
+                   if ours.get("derived") else {})}
 
     @property
     def num_transitions(self) -> int:
+        if self.flat is not None:
+            return int(len(self.flat["reward"]))
         return int(sum(len(e["actions"]) for e in self.raw_episodes))
 
     @property
@@ -102,6 +126,14 @@ def _unknown(ds_id: str) -> DatasetError:
         return DatasetError(
             f"dataset {ds_id} is not built yet; build it with `python -m bench data build "
             f"--env {s.env_id} --quality {s.level}` (or `make bench`)")
+    stem = ds_id.rsplit("/", 1)[-1]
+    for method in ("synther", "noise"):
+        if f"-{method}-" in stem:
+            source = ds_id.replace(stem, stem.split(f"-{method}-")[0] + "-v0")
+            return DatasetError(
+                f"derived dataset {ds_id} is not on this machine; make it with `python -m bench "
+                f"augment {source} --method {method}` and the same --set overrides (the key in "
+                "its id is a hash of them and of the source's data)")
     if ds_id.startswith("jaxrl/"):
         return DatasetError(f"unknown dataset id {ds_id!r}; our datasets: "
                             f"{', '.join(sorted(ours))}")
@@ -115,8 +147,12 @@ def load(ds_id: str, verify: bool = True) -> OfflineDataset:
     """Load a local Minari dataset: one of ours (`jaxrl/...`) or a public one."""
     if not minari_io.exists(ds_id):
         raise _unknown(ds_id)
-    episodes, meta = minari_io.read(ds_id, verify=verify)
+    meta = minari_io.read_metadata(ds_id)
     ours = meta.get("diffrl") or {}
+    if derived.is_derived(meta):
+        flat = derived.read(ds_id, meta, verify=verify)
+        return OfflineDataset(ds_id, ours.get("env_id"), meta, [], flat)
+    episodes, meta = minari_io.read(ds_id, verify=verify)
     return OfflineDataset(ds_id, ours.get("env_id"), meta, episodes)
 
 
@@ -142,7 +178,10 @@ def list_datasets(verify: bool = False) -> List[dict]:
             continue
         try:
             meta = minari_io.read_metadata(ds_id)
-            minari_io.check_readable(ds_id)
+            if derived.is_derived(meta):
+                derived.check_readable(ds_id, meta)
+            else:
+                minari_io.check_readable(ds_id)
         except DatasetError as e:
             rows.append({"dataset_id": ds_id, "error": str(e)})
             continue
