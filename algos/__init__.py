@@ -8,8 +8,10 @@ An algorithm module is found by its `LABEL` (the name the tables print) and prov
     ORDER                        its place in tables
     TINY                         `--set` overrides that make it tiny (tests, `--quick` speed)
     KIND                         optional: "policy" (the default: acts from the observation,
-                                 trains on transitions) or "planner" (generates trajectories,
-                                 trains on whole episodes: `POLICIES` and `PLANNERS` split them)
+                                 trains on transitions), "planner" (generates trajectories,
+                                 trains on whole episodes) or "online" (collects its own data
+                                 in the env: `make_train(config, None, env)`); `POLICIES`,
+                                 `PLANNERS` and `ONLINE` split them
     task_defaults(dataset_id)    optional: the paper's per-task settings for a dataset
 
 Adding an algorithm is adding such a module: the CLI, sweeps, tables, speed benchmark and
@@ -34,14 +36,14 @@ def _registry():
 
 
 def kind(name: str) -> str:
-    """`"policy"` or `"planner"` (see the module docstring)."""
+    """`"policy"`, `"planner"` or `"online"` (see the module docstring)."""
     return getattr(get(name), "KIND", "policy")
 
 
 def __getattr__(name):
     if name == "ALGOS":
         return tuple(_registry())
-    kinds = {"POLICIES": "policy", "PLANNERS": "planner"}
+    kinds = {"POLICIES": "policy", "PLANNERS": "planner", "ONLINE": "online"}
     if name in kinds:
         return tuple(a for a in _registry() if kind(a) == kinds[name])
     raise AttributeError(name)

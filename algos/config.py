@@ -175,9 +175,9 @@ def validate(config):
     _check_numbers(config)
     for f in dataclasses.fields(config):
         sub = getattr(config, f.name)
-        if dataclasses.is_dataclass(sub) and hasattr(sub, "check"):
+        if dataclasses.is_dataclass(sub):   # nested sub-configs, their own checks included
             try:
-                sub.check()
+                validate(sub)
             except ConfigError as e:
                 raise ConfigError(f"{f.name}.{e}") from None
     check = getattr(config, "check", None)

@@ -91,8 +91,8 @@ class Config:
     def check(self):
         check_backbone(self.diffusion, sequence=False)
         if self.diffusion.sampler != "edm":
-            raise ConfigError(f"SynthER trains and samples with EDM; diffusion.sampler must be "
-                              f"'edm', got {self.diffusion.sampler!r}")
+            raise ConfigError(f"diffusion.sampler must be 'edm' (SynthER trains and samples "
+                              f"with EDM), got {self.diffusion.sampler!r}")
         for name in ("steps", "batch_size", "small_batch_size", "ema_every", "size",
                      "sample_batch", "save_every"):
             if getattr(self, name) < 1:
@@ -134,6 +134,16 @@ def inputs(arrays: Dict[str, np.ndarray]):
     std = x.std(0, ddof=1, dtype=np.float64) + 1e-5
     mean[-1], std[-1] = 0.0, 1.0
     return x, ZScore(jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32))
+
+
+def masked_zscore(x, size) -> ZScore:
+    """`inputs`' normaliser of the first `size` rows of `x` (in-graph: a replay buffer's
+    filled part, `size` traced)."""
+    w = (jnp.arange(x.shape[0]) < size).astype(x.dtype)[:, None]
+    n = jnp.maximum(size, 2).astype(x.dtype)
+    mean = (w * x).sum(0) / n
+    std = jnp.sqrt((w * (x - mean) ** 2).sum(0) / (n - 1)) + 1e-5
+    return ZScore(mean.at[-1].set(0.0), std.at[-1].set(1.0))
 
 
 def split(x, obs_dim: int, act_dim: int, threshold: float = 0.5) -> Dict[str, np.ndarray]:
@@ -205,10 +215,12 @@ class Generator:
     def loss(self, params, key, x):
         return make_loss(self.config.diffusion)(as_denoiser(self.net, params), key, x)
 
-    def update(self, state: State, x, key):
-        """One gradient step on a batch of `x` (normalised rows, drawn with replacement)."""
+    def update(self, state: State, x, key, size=None):
+        """One gradient step on a batch of `x`'s rows (drawn with replacement; among the first
+        `size` when given: a replay buffer's filled part)."""
         k_batch, k_loss = jax.random.split(key)
-        idx = jax.random.randint(k_batch, (self.config.batch_for(x.shape[0]),), 0, x.shape[0])
+        idx = jax.random.randint(k_batch, (self.config.batch_for(x.shape[0]),), 0,
+                                 x.shape[0] if size is None else jnp.maximum(size, 1))
         batch = state.norm.normalize(x[idx])
         loss, grads = jax.value_and_grad(self.loss)(state.params, k_loss, batch)
         updates, opt = self.tx.update(grads, state.opt, state.params)

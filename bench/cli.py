@@ -5,13 +5,14 @@
     python -m bench data build --tier quick
     python -m bench data list
     python -m bench data subset DATASET_ID --fraction 0.05 [--seed S]
-    python -m bench speed {diffusion,policies,planners} [--quick] [--out DIR]
+    python -m bench speed {diffusion,policies,planners,synther} [--quick] [--out DIR]
     python -m bench bandit [--seeds N] [--steps S]
     python -m bench sweep [NAME|FILE.toml] [--force]
     python -m bench table [--sweep NAME]
     python -m bench compare RUNS_A RUNS_B [--write FILE.md]
     python -m bench claims [NAME ...]
     python -m bench train --algo ALGO --dataset DATASET_ID --seeds N [--steps S] [--set k=v ...]
+    python -m bench train --algo sac --env ENV_ID --seeds N [--steps S] [--set k=v ...]
     python -m bench augment DATASET_ID [--method synther|noise] [--preset quick] [--set k=v ...]
     python -m bench fidelity DATASET_ID
 
@@ -186,6 +187,10 @@ def cmd_speed(args):
         from bench import speed_planners as module
 
         measure, report = module.run_planners, module.markdown
+    elif args.what == "synther":
+        from bench import speed_synther as module
+
+        measure, report = module.run_synther, module.markdown
     else:
         measure, report = speed.run_diffusion, speed.markdown
     kw, stem = {}, args.what
@@ -215,7 +220,11 @@ def cmd_train(args):
 
     from bench import train
 
-    train.run(args.algo, args.dataset, args.seeds, steps=args.steps,
+    if (args.dataset is None) == (args.env is None):
+        raise UserError("give --dataset DATASET_ID (offline algorithms) or --env ENV_ID "
+                        "(online ones), one of them")
+    source = args.dataset if args.env is None else train.ONLINE_PREFIX + args.env
+    train.run(args.algo, source, args.seeds, steps=args.steps,
               overrides=train.parse_sets(args.set), out=Path(args.out), force=args.force,
               command="python -m bench " + " ".join(shlex.quote(a) for a in args.argv),
               log=lambda m: print(m, flush=True))
@@ -351,7 +360,7 @@ def parser():
                     help="train again even if the repo or this datasets root has one")
     ag.set_defaults(fn=cmd_data_agent)
     sp = sub.add_parser("speed", help="throughput benchmarks (compile cache off)")
-    sp.add_argument("what", choices=["diffusion", "policies", "planners"])
+    sp.add_argument("what", choices=["diffusion", "policies", "planners", "synther"])
     sp.add_argument("--quick", action="store_true", help="tiny sizes: checks the harness only")
     sp.add_argument("--out", default=str(RESULTS / "speed"), help="folder for the .md and .csv")
     sp.add_argument("--only", default="", help="planners: comma-separated groups of rows "
@@ -363,7 +372,9 @@ def parser():
 
     tr = sub.add_parser("train", help="train N seeds of one algorithm on one dataset, vmapped")
     tr.add_argument("--algo", required=True, help=f"one of: {', '.join(ALGOS)}")
-    tr.add_argument("--dataset", required=True, help="e.g. jaxrl/pendulum/medium-expert-v0")
+    tr.add_argument("--dataset", help="e.g. jaxrl/pendulum/medium-expert-v0")
+    tr.add_argument("--env", help="online algorithms (sac): the env to collect data in, e.g. "
+                    "Pendulum-v1")
     tr.add_argument("--seeds", type=int, default=5)
     tr.add_argument("--steps", type=int, default=None, help="gradient steps (Config.steps)")
     tr.add_argument("--set", action="append", metavar="KEY=VALUE",

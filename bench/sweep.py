@@ -8,7 +8,7 @@ tables and an optional `[leaderboard]` table:
 
     [[group]]
     algos = ["bc", "diffusion_ql"]          # algorithm modules (algos.ALGOS)
-    datasets = ["jaxrl/pendulum/medium-expert-v0"]
+    datasets = ["jaxrl/pendulum/medium-expert-v0"]   # online algorithms (sac): "env:ENV_ID"
     seeds = 5                               # seeds 0..4, all in one vmapped program
     steps = 2000                            # gradient steps (Config.steps)
     set = { eval_every = 1000 }             # Config overrides, as `bench train --set`,
@@ -126,6 +126,10 @@ def _typed(value, where: str):
 def _known_dataset(ds: str) -> bool:
     from envs.datasets import all_specs, minari_io
 
+    if train.is_online(ds):
+        from envs.registry import env_ids
+
+        return ds[len(train.ONLINE_PREFIX):] in env_ids()
     return ds in all_specs() or minari_io.exists(ds)
 
 
@@ -154,7 +158,8 @@ def _group_cells(g: dict, where: str) -> List[Cell]:
             from envs.datasets import all_specs
 
             raise SweepError(f"{where}: unknown dataset {ds!r}; ours: "
-                             f"{', '.join(sorted(all_specs()))} (or a local Minari id)")
+                             f"{', '.join(sorted(all_specs()))} (or a local Minari id, or "
+                             "env:ENV_ID for an online algorithm)")
     seeds, steps = g["seeds"], g.get("steps")
     if not (isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1):
         raise SweepError(f"{where}: 'seeds' must be a positive integer, got {seeds!r}")
@@ -177,6 +182,7 @@ def _group_cells(g: dict, where: str) -> List[Cell]:
             cell = Cell(label or algos.label(a), a, target, seeds, steps, overrides,
                         ds if target != ds else None, subset, aug)
             try:
+                train.check_kind(a, target)
                 cell.config()
             except ConfigError as e:
                 raise SweepError(f"{where}: {a} on {ds}: {e}") from None
@@ -224,7 +230,7 @@ def make_data(cell: Cell, tier: str, log: Callable[[str], None] = print) -> None
     from bench import augment
     from envs.datasets import all_specs, build, minari_io
 
-    if minari_io.exists(cell.dataset):
+    if train.is_online(cell.dataset) or minari_io.exists(cell.dataset):
         return
     source = cell.source or cell.dataset
     if not minari_io.exists(source):
@@ -351,9 +357,7 @@ def run(sweep: Sweep, runs: Path = train.RUNS, checkpoints: Optional[Path] = Non
     total = len(sweep.cells)
     todo = [c for c, prev in zip(sweep.cells, previous) if prev is None]
     if todo:
-        from envs import datasets
-
-        loaded = {ds: datasets.load(ds) for ds in dict.fromkeys(c.dataset for c in todo)}
+        loaded = {ds: train.load_source(ds) for ds in dict.fromkeys(c.dataset for c in todo)}
         for c in todo:  # the checks each cell makes before compiling, all before the first
             try:
                 train.preflight(c.algo, loaded[c.dataset], c.seeds, c.config())

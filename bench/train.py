@@ -20,6 +20,7 @@ changes the published tables (they read `results/runs/`, which the sweeps write)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -77,7 +78,7 @@ def make_config(algo: str, steps: Optional[int] = None, overrides: Optional[dict
 
 
 def cell_name(algo: str, dataset_id: str, config) -> str:
-    return f"{algo}/{dataset_id.replace('/', '_')}/{config_hash(config)}"
+    return f"{algo}/{dataset_id.replace('/', '_').replace(':', '_')}/{config_hash(config)}"
 
 
 def seed_keys(seeds: int):
@@ -111,9 +112,58 @@ def _rows(algo, dataset_id, chash, metrics, periods_done, wall, compile_s):
     return rows
 
 
-def data_hash(dataset_id: str) -> str:
+ONLINE_PREFIX = "env:"   # `env:Pendulum-v1`: an online algorithm's source, the env itself
+
+
+@dataclasses.dataclass(frozen=True)
+class OnlineSource:
+    """What an online algorithm trains on in place of a dataset: the env (no data on disk, so
+    no content hash; its results record the env id)."""
+    dataset_id: str
+    env_id: str
+    transitions = {}
+    content_hash = None
+
+    @property
+    def provenance(self) -> dict:
+        return {"id": self.dataset_id, "content_hash": None, "transitions": 0, "episodes": 0,
+                "online_env": self.env_id}
+
+
+def is_online(dataset_id: str) -> bool:
+    return dataset_id.startswith(ONLINE_PREFIX)
+
+
+def load_source(dataset_id: str):
+    """A dataset (`envs.datasets.load`), or for `env:ENV_ID` the env as an `OnlineSource`."""
+    if is_online(dataset_id):
+        import envs
+
+        env_id = dataset_id[len(ONLINE_PREFIX):]
+        envs.spec(env_id)  # the one-line unknown-env error
+        return OnlineSource(dataset_id, env_id)
+    from envs import datasets
+
+    return datasets.load(dataset_id)
+
+
+def check_kind(algo: str, dataset_id: str) -> None:
+    """Online algorithms train on `env:ENV_ID`, the others on datasets: one line otherwise."""
+    online = algos.kind(algo) == "online"
+    if online and not is_online(dataset_id):
+        raise ConfigError(f"{algo} collects its own data: give the env to train in (--env "
+                          f"ENV_ID, or env:ENV_ID in a sweep file), not the dataset {dataset_id}")
+    if not online and is_online(dataset_id):
+        raise ConfigError(f"{algo} is an offline algorithm: give it a dataset (--dataset), not "
+                          f"the env {dataset_id[len(ONLINE_PREFIX):]}")
+
+
+def data_hash(dataset_id: str) -> Optional[str]:
     """The content hash of a local dataset: from its metadata when our builder wrote it (cheap),
-    else from its arrays."""
+    else from its arrays; None for an online algorithm's env."""
+    if is_online(dataset_id):
+        load_source(dataset_id)
+        return None
     from envs import datasets
 
     return datasets.stored_hash(dataset_id) or datasets.load(dataset_id).content_hash
@@ -171,8 +221,10 @@ def memory_check(train, keys, dataset, seeds: int, available=None, devices: int 
     return need
 
 
-def checkpoint_dir(checkpoints: Path, name: str, content_hash: str, seeds: int) -> Path:
-    return Path(checkpoints) / name / f"data-{content_hash[:16]}" / f"seeds{seeds}"
+def checkpoint_dir(checkpoints: Path, name: str, content_hash: Optional[str],
+                   seeds: int) -> Path:
+    data = f"data-{content_hash[:16]}" if content_hash else "online"
+    return Path(checkpoints) / name / data / f"seeds{seeds}"
 
 
 def run(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None,
@@ -183,6 +235,7 @@ def run(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None,
     with `return_state` also the final `TrainState` of every seed (leading seed axis)."""
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    check_kind(algo, dataset_id)
     config = make_config(algo, steps, overrides, dataset_id, typed)
     chash = config_hash(config)
     name = cell_name(algo, dataset_id, config)
@@ -216,11 +269,13 @@ def preflight(algo: str, dataset, seeds: int, config):
     every cell before the first one starts."""
     import envs
 
+    check_kind(algo, dataset.dataset_id)
     if dataset.env_id is None:
         raise ConfigError(f"dataset {dataset.dataset_id} does not record one of our env ids, "
                           "so it cannot be evaluated; train on a jaxrl/... dataset")
     env = envs.make(dataset.env_id)
-    train = algos.get(algo).make_train(config, dataset, env)
+    train = algos.get(algo).make_train(
+        config, None if isinstance(dataset, OnlineSource) else dataset, env)
     keys = seed_keys(seeds)
     shard = seed_sharding(seeds)
     memory_check(train, keys, dataset, seeds, devices=1 if shard is None else shard.mesh.size)
@@ -229,9 +284,7 @@ def preflight(algo: str, dataset, seeds: int, config):
 
 def _run(algo, dataset_id, seeds, config, chash, name, path, previous, ckpt_dir, command,
          force, log, return_state):
-    from envs import datasets
-
-    dataset = datasets.load(dataset_id)
+    dataset = load_source(dataset_id)
     env, train, keys = preflight(algo, dataset, seeds, config)
     periods = train.periods
     shard = seed_sharding(seeds)

@@ -115,3 +115,47 @@ def test_compounding_claim_end_to_end_on_a_tiny_budget(tmp_path):
     assert "growth from step 1 to step 15" in f.tests[1].name
     assert Path(f.figure).stat().st_size > 10_000
     assert "Ensemble rollout vs replay: k=1:" in f.notes
+
+
+SCARCITY_SWEEP = """
+[[group]]
+algos = ["td3_bc"]
+datasets = ["jaxrl/pendulum/medium-expert-v0"]
+seeds = 3
+steps = 4
+set = { eval_every = 4, eval_episodes = 1, batch_size = 16 }
+""" + "".join(f"""
+[[group]]
+algos = ["td3_bc"]
+datasets = ["jaxrl/pendulum/medium-expert-v0"]
+subset = 0.2
+{aug}
+seeds = 3
+steps = 4
+set = {{ eval_every = 4, eval_episodes = 1, batch_size = 16 }}
+label = "TD3+BC (20%{suffix})"
+""" for aug, suffix in [
+    ("", ""),
+    ('augment = { method = "synther", set = { diffusion = { width = 16, depth = 1, steps = 2 }, '
+     'steps = 4, save_every = 4, size = 64, sample_batch = 64 } }', " + SynthER"),
+    ('augment = { method = "noise", set = { size = 64 } }', " + noise")])
+
+
+@pytest.mark.slow
+def test_scarcity_claim_end_to_end_on_a_tiny_budget(tmp_path):
+    from bench.claims import scarcity
+    from envs import datasets
+
+    datasets.build("Pendulum-v1", "medium-expert", n_transitions=2000, log=lambda m: None)
+    sweep_file = tmp_path / "tiny.toml"
+    sweep_file.write_text(SCARCITY_SWEEP)
+    f = scarcity.run(tmp_path / "runs", tmp_path, log=lambda m: None,
+                     sweep_name=str(sweep_file))
+    assert len(f.tests) == 2 and f.verdict in claims.VERDICTS
+    for t in f.tests:
+        assert 0 <= t.lo <= t.estimate <= t.hi <= 1
+    assert "1 algorithm x share pairs" in f.tests[0].name
+    assert "noise-upsampled" in f.tests[1].name
+    assert Path(f.figure).stat().st_size > 10_000
+    assert "TD3+BC 20%: alone" in f.notes and "on all of the data: TD3+BC" in f.notes
+    assert len(list((tmp_path / "fidelity").glob("*.json"))) == 2

@@ -58,3 +58,12 @@ def test_speed_planners_only_measures_the_named_groups(tmp_path, capsys):
         assert cli.main(argv + ["--out", str(tmp_path)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "--only" in err[0], err
+
+
+def test_speed_synther_quick_measures_training_and_generation(tmp_path):
+    assert cli.main(["speed", "synther", "--quick", "--out", str(tmp_path)]) == 0
+    md = (tmp_path / "synther.md").read_text()
+    assert md.startswith("# SynthER speed") and "speed synther --quick" in md
+    rows = pd.read_csv(tmp_path / "synther.csv")
+    assert set(rows.unit) == {"steps/s", "transitions/s"}
+    assert (rows.throughput > 0).all() and (rows.ms_per_call > 0).all()

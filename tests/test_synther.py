@@ -3,6 +3,7 @@ closed-form linear system against noise augmentation, derived datasets through t
 (provenance, reuse, resume, refusals), training on them unchanged, and the dynamics-error
 command."""
 import json
+import re
 
 import jax
 import jax.numpy as jnp
@@ -234,6 +235,29 @@ def test_noise_mixed_dataset_keeps_the_real_rows_and_trains_td3_bc(source, capsy
     assert rows["real (source)"]["next_obs_median"] < 1e-4
     assert rows["noise"]["next_obs_median"] > 100 * rows["real (source)"]["next_obs_median"]
     assert rows["noise"]["rows"] == 500
+    m = result["marginal"]
+    assert 0 <= m["c2st"] <= 1 and 0 < m["mmd_p"] <= 1 and m["rows"] == 500
+
+
+def test_marginal_fidelity_tells_a_shifted_set_from_a_real_one():
+    """Two halves of one Gaussian: MMD's p-value is not small and the classifier is near
+    chance; shifting one half by one standard deviation in 2 of 7 columns is caught by both."""
+    from bench import fidelity
+
+    rng = np.random.default_rng(0)
+
+    def sample(n, shift=0.0):
+        obs = rng.normal(size=(n, 2)) + shift
+        return {"obs": obs, "action": rng.normal(size=(n, 1)), "reward": rng.normal(size=n),
+                "next_obs": rng.normal(size=(n, 2)), "terminated": np.zeros(n, bool)}
+
+    real = sample(4000)
+    same = fidelity.marginal(real, sample(1000), n=1000, permutations=100)
+    shifted = fidelity.marginal(real, sample(1000, shift=1.0), n=1000, permutations=100)
+    assert same["mmd_p"] > 0.01 and 0.4 < same["c2st"] < 0.6
+    assert 0.4 < same["c2st_real_ref"] < 0.6
+    assert shifted["mmd_p"] < 0.02 and shifted["c2st"] > 0.65
+    assert shifted["mmd2"] > 10 * abs(same["mmd2_real_ref"])
 
 
 @pytest.mark.parametrize("args, message", [
@@ -260,3 +284,54 @@ def test_derived_ids_and_refusals(source, capsys):
                 "jaxrl/pendulum/medium-replay-synther-00000000-v0"]) == 2
     err = capsys.readouterr().err
     assert "python -m bench augment jaxrl/pendulum/medium-replay-v0 --method synther" in err
+
+
+# --- subsets and sweeps -----------------------------------------------------------------------------
+def test_subset_keeps_whole_episodes_and_is_the_same_every_time(source, capsys):
+    assert cli(["data", "subset", SOURCE, "--fraction", "0.25"]) == 0
+    sub = datasets.load("test/pendulum/random-25pct-v0")
+    n = source.num_transitions
+    assert 0.25 * n <= sub.num_transitions < 0.25 * n + 200   # whole 200-step episodes
+    starts = {e["observations"][0].tobytes() for e in source.raw_episodes}
+    assert all(e["observations"][0].tobytes() in starts for e in sub.raw_episodes)
+    assert sub.metadata["diffrl"]["derived"]["source_content_hash"] == source.content_hash
+    keep = derived.choose_episodes([200] * 10, 0.25)
+    np.testing.assert_array_equal(keep, derived.choose_episodes([200] * 10, 0.25))
+    assert len(keep) == 3 and len(derived.choose_episodes([200] * 10, 0.25, seed=1)) == 3
+    assert cli(["data", "subset", SOURCE, "--fraction", "0"]) == 2
+    assert "fraction must be in (0, 1]" in capsys.readouterr().err
+
+
+def test_sweep_groups_train_on_subsets_and_augmentations(source, tmp_path):
+    from bench import sweep
+
+    path = tmp_path / "s.toml"
+    path.write_text(f'''
+[[group]]
+algos = ["td3_bc"]
+datasets = ["{SOURCE}"]
+subset = 0.5
+augment = {{ method = "noise", set = {{ size = 300, scale = 0.2 }} }}
+seeds = 1
+steps = 10
+set = {{ eval_every = 10 }}
+label = "TD3+BC (50% + noise)"
+''')
+    sw = sweep.load(path)
+    (cell,) = sw.cells
+    assert cell.source == SOURCE and cell.subset == 0.5
+    assert cell.dataset.startswith("test/pendulum/random-50pct-noise-")
+    assert cell.dataset == augment.derived_for("test/pendulum/random-50pct-v0", "noise", None,
+                                               {"size": 300, "scale": 0.2}, typed=True)
+    sweep.make_data(cell, "quick", log=lambda m: None)
+    made = datasets.load(cell.dataset)
+    assert made.num_transitions == 300
+    assert made.metadata["diffrl"]["derived"]["source_id"] == "test/pendulum/random-50pct-v0"
+    for bad, message in [("subset = 2", "'subset' is the fraction"),
+                         ('augment = { method = "noise", scale = 1 }', "'augment' is a table"),
+                         ('augment = { method = "noise", set = { sclae = 1 } }',
+                          "unknown config field 'sclae'")]:
+        path.write_text(f'[[group]]\nalgos = ["td3_bc"]\ndatasets = ["{SOURCE}"]\n{bad}\n'
+                        'seeds = 1\n')
+        with pytest.raises(sweep.SweepError, match=re.escape(message)):
+            sweep.load(path)
