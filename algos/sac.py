@@ -226,22 +226,15 @@ def make_learner(config: Config, obs_dim: int, act_dim: int, entropy_target: flo
     return init, update
 
 
-def make_train(config: Config, data, env):
-    """`data` is unused: SAC collects its own (`KIND = "online"`)."""
+def make_env_step(config: Config, env, learn):
+    """`step(state, key, batches) -> (state, metrics)`: one env step (uniform random actions
+    until the buffer holds `start_steps` transitions, then the actor's samples), the
+    transition stored, then `learn`'s `utd` gradient steps on `batches(buffer)(key)` once the
+    buffer holds more than `start_steps` (REDQ's `delay_update_steps='auto'`)."""
     actor, _ = _nets(config, env.act_dim)
-    capacity = min(config.replay_size, config.steps)
-    init_nets, learn = make_learner(config, env.obs_dim, env.act_dim,
-                                    target_entropy(config, env.env_id, env.act_dim))
     quiet = {"critic_loss": 0.0, "q": 0.0, "actor_loss": 0.0, "entropy": 0.0, "alpha": 0.0}
 
-    def init(key):
-        k_nets, k_env = jax.random.split(key)
-        obs, env_state = env.reset(k_env)
-        nets = init_nets(k_nets)
-        return State(*nets, Buffer.create(capacity, env.obs_dim, env.act_dim), env_state, obs,
-                     jnp.zeros((), jnp.int32))
-
-    def update(s: State, key):
+    def step(s: State, key, batches):
         k_pi, k_rand, k_env, k_upd = jax.random.split(key, 4)
         mean, log_std = actor.apply(s.actor, s.obs)
         a_pi, _ = tanh_gaussian_sample(k_pi, mean, log_std)
@@ -254,8 +247,33 @@ def make_train(config: Config, data, env):
                 s.alpha_opt)
         nets, metrics = jax.lax.cond(
             buffer.size > config.start_steps,
-            lambda n: learn(n, lambda k: buffer.sample(k, config.batch_size), k_upd),
+            lambda n: learn(n, batches(buffer), k_upd),
             lambda n: (n, jax.tree_util.tree_map(jnp.float32, quiet)), nets)
         return State(*nets, buffer, env_state, obs, s.steps + 1), metrics
 
-    return make_offline_train(config, env, init, update, make_policy(config, env.spec))
+    return step
+
+
+def make_init(config: Config, env, init_nets):
+    capacity = min(config.replay_size, config.steps)
+
+    def init(key):
+        k_nets, k_env = jax.random.split(key)
+        obs, env_state = env.reset(k_env)
+        return State(*init_nets(k_nets), Buffer.create(capacity, env.obs_dim, env.act_dim),
+                     env_state, obs, jnp.zeros((), jnp.int32))
+
+    return init
+
+
+def make_train(config: Config, data, env):
+    """`data` is unused: SAC collects its own (`KIND = "online"`)."""
+    init_nets, learn = make_learner(config, env.obs_dim, env.act_dim,
+                                    target_entropy(config, env.env_id, env.act_dim))
+    step = make_env_step(config, env, learn)
+
+    def update(s: State, key):
+        return step(s, key, lambda buffer: lambda k: buffer.sample(k, config.batch_size))
+
+    return make_offline_train(config, env, make_init(config, env, init_nets), update,
+                              make_policy(config, env.spec))

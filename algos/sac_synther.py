@@ -30,7 +30,6 @@ import jax.numpy as jnp
 from algos import sac, synther
 from algos.config import ConfigError, validate
 from algos.loop import make_offline_train
-from algos.nets import tanh_gaussian_sample
 
 LABEL = "SAC + SynthER"
 ORDER = 81
@@ -92,38 +91,23 @@ def make_train(config: Config, data, env):
     """`data` is unused: the agent collects its own (`KIND = "online"`)."""
     validate(config)
     obs_dim, act_dim = env.obs_dim, env.act_dim
-    base = sac.make_train(dataclasses.replace(config), None, env)
-    actor, _ = sac._nets(config, act_dim)
     init_nets, learn = sac.make_learner(config, obs_dim, act_dim,
                                         sac.target_entropy(config, env.env_id, act_dim))
+    init_sac = sac.make_init(config, env, init_nets)
+    env_step = sac.make_env_step(config, env, learn)
     gen = synther.Generator(config.generator, 2 * obs_dim + act_dim + 2)
     g = config.generator
 
     def init(key):
         k_sac, k_gen = jax.random.split(key)
-        return State(base.init_algo(k_sac), sac.Buffer.create(config.synthetic, obs_dim, act_dim),
+        return State(init_sac(k_sac), sac.Buffer.create(config.synthetic, obs_dim, act_dim),
                      k_gen, jnp.zeros((), jnp.int32))
 
     def update(st: State, key):
-        s = st.sac
-        k_pi, k_rand, k_env, k_upd = jax.random.split(key, 4)
-        mean, log_std = actor.apply(s.actor, s.obs)
-        a_pi, _ = tanh_gaussian_sample(k_pi, mean, log_std)
-        a_rand = jax.random.uniform(k_rand, (act_dim,), minval=-1.0, maxval=1.0)
-        a = jnp.where(s.buffer.size > config.start_steps, a_pi, a_rand)
-        obs, env_state, reward, term, _, info = env.step(k_env, s.env_state,
-                                                         sac._to_env(env.spec, a))
-        buffer = s.buffer.add(s.obs, a, reward, info["final_obs"], term)
-        nets = (s.actor, s.critic, s.critic_target, s.log_alpha, s.actor_opt, s.critic_opt,
-                s.alpha_opt)
-        quiet = {"critic_loss": 0.0, "q": 0.0, "actor_loss": 0.0, "entropy": 0.0, "alpha": 0.0}
-        nets, metrics = jax.lax.cond(
-            buffer.size > config.start_steps,
-            lambda n: learn(n, lambda k: mixed_batch(buffer, st.synthetic, k, config.batch_size,
-                                                     config.sample_ratio), k_upd),
-            lambda n: (n, jax.tree_util.tree_map(jnp.float32, quiet)), nets)
+        s, metrics = env_step(st.sac, key, lambda buffer: lambda k: mixed_batch(
+            buffer, st.synthetic, k, config.batch_size, config.sample_ratio))
         metrics["synthetic_rows"] = st.synthetic.size.astype(jnp.float32)
-        return st.replace(sac=sac.State(*nets, buffer, env_state, obs, s.steps + 1)), metrics
+        return st.replace(sac=s), metrics
 
     def retrain(st: State) -> State:
         """A generator trained from scratch on the filled part of the replay buffer, and the

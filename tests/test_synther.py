@@ -138,6 +138,10 @@ def test_generator_reproduces_linear_dynamics_better_than_noise():
     np.testing.assert_allclose(syn["obs"].std(0), 1.0, atol=0.1)
     np.testing.assert_allclose(syn["obs"].mean(0), 0.0, atol=0.1)
     assert not syn["terminated"].any()
+    for k in ("obs", "action", "reward", "next_obs"):   # within the data's range, give or take
+        z = (syn[k] - data[k].mean(0)) / data[k].std(0)
+        assert np.abs(z).max() < 8, (k, np.abs(z).max())
+    assert np.abs(syn["action"]).max() < 1.5            # the data's actions lie in [-1, 1]
 
 
 # --- derived datasets through the CLI -------------------------------------------------------------
@@ -161,6 +165,7 @@ def test_synther_dataset_has_the_data_shapes_bounds_and_provenance(source, capsy
     assert tr["reward"].shape == tr["terminated"].shape == (512,)
     assert set(np.unique(tr["terminated"])) <= {False, True}
     assert np.isfinite(tr["obs"]).all() and np.isfinite(tr["reward"]).all()
+    assert real["obs"].shape[1] == tr["obs"].shape[1]
     meta = data.metadata["diffrl"]
     d = meta["derived"]
     assert d["source_id"] == SOURCE and d["source_content_hash"] == source.content_hash
