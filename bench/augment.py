@@ -155,6 +155,23 @@ def train_generator(config: synther.Config, x, norm, ckpt: Path,
                         "checkpoint": str(ckpt), "checkpoint_sha256": checkpoint.digest(state)}
 
 
+def _made_already(out_id: str, source_id: str, source_hash: str, log) -> bool:
+    """Whether `out_id` exists, made from the source's current data; a one-line error when
+    it was made from other data (a rebuilt source)."""
+    from envs.datasets import DatasetError, minari_io
+
+    if not minari_io.exists(out_id):
+        return False
+    made_from = ((minari_io.read_metadata(out_id).get("diffrl") or {}).get("derived")
+                 or {}).get("source_content_hash")
+    if made_from != source_hash:
+        raise DatasetError(f"{out_id} was made from other data (source content hash "
+                           f"{str(made_from)[:12]}, {source_id} now has {source_hash[:12]}); "
+                           "rerun with --force to remake it")
+    log(f"{out_id} exists (made from the same data); --force remakes it")
+    return True
+
+
 def derived_for(dataset_id: str, method: str = "synther", preset: Optional[str] = None,
                 overrides: Optional[dict] = None, typed: bool = False) -> str:
     """The id `run` writes, from the arguments alone (no data read)."""
@@ -170,7 +187,7 @@ def run(dataset_id: str, method: str = "synther", preset: Optional[str] = None,
     """Make (or find) the derived dataset; returns its id."""
     from bench import sysinfo
     from envs import datasets
-    from envs.datasets import derived, minari_io
+    from envs.datasets import derived
 
     config = make_config(method, preset, overrides, typed)  # bad input fails before any data
     source = datasets.load(dataset_id)
@@ -179,15 +196,7 @@ def run(dataset_id: str, method: str = "synther", preset: Optional[str] = None,
                           f"{(source.metadata.get('diffrl') or {}).get('source_id')}")
     key, train_key = keys(method, config, source.content_hash)
     out_id = derived.derived_id(dataset_id, method, key)
-    if minari_io.exists(out_id) and not force:
-        made_from = ((minari_io.read_metadata(out_id).get("diffrl") or {}).get("derived")
-                     or {}).get("source_content_hash")
-        if made_from != source.content_hash:
-            raise datasets.DatasetError(
-                f"{out_id} was made from other data (source content hash {str(made_from)[:12]}, "
-                f"{dataset_id} now has {source.content_hash[:12]}); rerun with --force to "
-                "remake it")
-        log(f"{out_id} exists (same config and source data); --force remakes it")
+    if not force and _made_already(out_id, dataset_id, source.content_hash, log):
         return out_id
     arrays = source.transitions
     n_real = len(arrays["obs"])
@@ -258,14 +267,7 @@ def make_subset(dataset_id: str, fraction: float, seed: int = 0, force: bool = F
     if source.flat is not None:
         raise ConfigError(f"{dataset_id} holds generated transitions, not episodes; take the "
                           "subset of its source")
-    if minari_io.exists(out_id) and not force:
-        made_from = ((minari_io.read_metadata(out_id).get("diffrl") or {}).get("derived")
-                     or {}).get("source_content_hash")
-        if made_from != source.content_hash:
-            raise datasets.DatasetError(
-                f"{out_id} was made from other data (source content hash {str(made_from)[:12]},"
-                f" {dataset_id} now has {source.content_hash[:12]}); rerun with --force")
-        log(f"{out_id} exists (same source data); --force remakes it")
+    if not force and _made_already(out_id, dataset_id, source.content_hash, log):
         return out_id
     eps = source.raw_episodes
     keep = derived.choose_episodes([len(e["actions"]) for e in eps], fraction, seed)

@@ -18,7 +18,6 @@ the arrays that `read` checks, as for every dataset we write.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -53,14 +52,7 @@ def derived_id(source_id: str, method: str, key: str) -> str:
 
 
 def content_hash(arrays: Dict[str, np.ndarray]) -> str:
-    h = hashlib.sha256()
-    for f in FIELDS:
-        a = np.ascontiguousarray(arrays[f])
-        h.update(f.encode())
-        h.update(str(a.dtype).encode())
-        h.update(str(a.shape).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
+    return minari_io.hash_arrays((f, arrays[f]) for f in FIELDS)
 
 
 def _checked(arrays: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:

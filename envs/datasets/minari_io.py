@@ -52,16 +52,20 @@ def _minari_root(path: Path):
             os.environ["MINARI_DATASETS_PATH"] = old
 
 
-def content_hash(episodes: List[Dict[str, np.ndarray]]) -> str:
+def hash_arrays(named) -> str:
+    """SHA-256 over `(name, array)` pairs: each name, dtype, shape and the bytes."""
     h = hashlib.sha256()
-    for ep in episodes:
-        for f in FIELDS:
-            a = np.ascontiguousarray(ep[f])
-            h.update(f.encode())
-            h.update(str(a.dtype).encode())
-            h.update(str(a.shape).encode())
-            h.update(a.tobytes())
+    for name, a in named:
+        a = np.ascontiguousarray(a)
+        h.update(name.encode())
+        h.update(str(a.dtype).encode())
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
     return h.hexdigest()
+
+
+def content_hash(episodes: List[Dict[str, np.ndarray]]) -> str:
+    return hash_arrays((f, ep[f]) for ep in episodes for f in FIELDS)
 
 
 def write(dataset_id: str, episodes: List[Dict[str, np.ndarray]], *, obs_low, obs_high,
