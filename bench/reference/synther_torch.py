@@ -17,6 +17,7 @@ The modules their files import for logging, distributed training and online RL (
 accelerate, redq, torchdiffeq, synther.online) are stood in for by silent stubs; none of them
 is on the timed path (gin's decorator only registers defaults).
 """
+import contextlib
 import os
 import sys
 import types
@@ -55,6 +56,11 @@ STEPS = 10
 
 
 def model(width):
+    with contextlib.redirect_stdout(sys.stderr):   # their normaliser prints its statistics
+        return _model(width)
+
+
+def _model(width):
     net = ResidualMLPDenoiser(d_in=DIM, dim_t=128, mlp_width=width, num_layers=6,
                               learned_sinusoidal_cond=False, random_fourier_features=True,
                               learned_sinusoidal_dim=16, activation="relu", layer_norm=False)
