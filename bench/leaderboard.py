@@ -31,7 +31,8 @@ def collect(sweep: Sweep, runs: Path) -> List[dict]:
     rows = []
     for c in sweep.cells:
         path = c.path(runs)
-        row = {"label": c.label, "algo": c.algo, "dataset": c.dataset, "seeds": c.seeds,
+        row = {"label": c.label, "algo": c.algo, "dataset": c.dataset, "task": c.task,
+               "seeds": c.seeds,
                "steps": c.config().steps, "config_hash": path.stem, "file": _shown_path(path)}
         if not path.exists():
             rows.append({**row, "status": "not run", "scores": []})
@@ -69,11 +70,13 @@ def code_text(code) -> str:
 
 def scores_by_task(rows: List[dict]) -> Dict[str, Dict[str, np.ndarray]]:
     """`{method: {task: finite scores}}` over the tasks each method has results on (one row
-    per method and task: a sweep cell)."""
+    per method and task: a sweep cell). A task is the dataset the sweep file names: a cell
+    that trains on data derived from it (a subset, an augmentation) counts on its task."""
     out: Dict[str, Dict[str, np.ndarray]] = {}
     for r in rows:
         if r["status"] == "done" and r["scores"]:
-            out.setdefault(r["label"], {})[r["dataset"]] = np.asarray(r["scores"], float)
+            out.setdefault(r["label"], {})[r.get("task", r["dataset"])] = np.asarray(
+                r["scores"], float)
     return out
 
 
@@ -164,7 +167,7 @@ def markdown(sweep: Sweep, rows, aggs, pois) -> str:
         + (f"; not run yet: {', '.join(r['label'] + ' on ' + r['dataset'] for r in missing)}"
            if missing else "") + ".", "",
         "## Aggregates over tasks", "",
-        f"Tasks: {', '.join(sweep.datasets)}. Point estimate with its 95% stratified bootstrap "
+        f"Tasks: {', '.join(sweep.tasks)}. Point estimate with its 95% stratified bootstrap "
         f"interval ({stats.REPS:,d} replicates, rliable's definitions, see `bench/stats.py`): "
         "IQM pools all runs of all tasks and averages the middle 50%; median and mean are over "
         "the per-task means; optimality gap is 100 minus the mean of min(score, 100) "
@@ -258,7 +261,7 @@ def write(sweep: Sweep, runs: Path, out: Path, reps: int = stats.REPS):
     """Write the sweep's leaderboard (.md, .csv) and throughput table; returns the leaderboard
     markdown and the paths written."""
     rows = collect(sweep, runs)
-    by_method = scores_by_method(rows, sweep.datasets)
+    by_method = scores_by_method(rows, sweep.tasks)
     aggs = aggregates(by_method, reps)
     pois = improvements(scores_by_task(rows), sweep.compare, reps)
     md = markdown(sweep, rows, aggs, pois)

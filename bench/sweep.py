@@ -72,6 +72,12 @@ class Cell:
     def sets(self) -> Dict[str, Any]:
         return dict(self.overrides)
 
+    @property
+    def task(self) -> str:
+        """The dataset the sweep file names: what the cell is evaluated as, in aggregates
+        (its own `dataset` may be derived from it)."""
+        return self.source or self.dataset
+
     def config(self):
         return train.make_config(self.algo, self.steps, self.sets, self.dataset, typed=True)
 
@@ -95,6 +101,10 @@ class Sweep:
     @property
     def datasets(self) -> List[str]:
         return list(dict.fromkeys(c.dataset for c in self.cells))
+
+    @property
+    def tasks(self) -> List[str]:
+        return list(dict.fromkeys(c.task for c in self.cells))
 
 
 def resolve(name_or_path) -> Path:

@@ -159,3 +159,34 @@ def test_scarcity_claim_end_to_end_on_a_tiny_budget(tmp_path):
     assert Path(f.figure).stat().st_size > 10_000
     assert "TD3+BC 20%: alone" in f.notes and "on all of the data: TD3+BC" in f.notes
     assert len(list((tmp_path / "fidelity").glob("*.json"))) == 2
+
+
+ONLINE_SWEEP = "".join(f"""
+[[group]]
+algos = ["{algo}"]
+label = "{label}"
+datasets = ["env:Pendulum-v1"]
+seeds = 3
+steps = 300
+set = {{ eval_every = 150, eval_episodes = 1, start_steps = 64, hidden = [16, 16], batch_size = 16, {extra} }}
+""" for algo, label, extra in [
+    ("sac", "SAC (UTD 1)", "utd = 1"),
+    ("sac", "SAC (UTD 20)", "utd = 2, policy_delay = 2"),
+    ("sac_synther", "SAC + SynthER (UTD 20)",
+     "utd = 2, policy_delay = 2, retrain_every = 150, synthetic = 64, generator = { diffusion = "
+     "{ width = 16, depth = 1, steps = 2 }, steps = 4, sample_batch = 64 }")])
+
+
+@pytest.mark.slow
+def test_online_claim_end_to_end_on_a_tiny_budget(tmp_path):
+    from bench.claims import online
+
+    sweep_file = tmp_path / "tiny.toml"
+    sweep_file.write_text(ONLINE_SWEEP)
+    f = online.run(tmp_path / "runs", tmp_path, log=lambda m: None, sweep_name=str(sweep_file))
+    assert len(f.tests) == 2 and f.verdict in claims.VERDICTS
+    for t in f.tests:
+        assert 0 <= t.lo <= t.estimate <= t.hi <= 1
+    assert "SAC + SynthER (UTD 20) vs SAC (UTD 1)" in f.tests[1].name
+    assert Path(f.figure).stat().st_size > 10_000
+    assert "150 steps" in f.notes and "300 steps" in f.notes

@@ -215,3 +215,8 @@ def test_a_pair_is_compared_on_the_tasks_both_have_results_on():
     (p,) = leaderboard.improvements(by_task, [("A", "B")], reps=200)
     assert p["tasks"] == 1 and p["p"] == p["lo"] == p["hi"] == 1.0   # t2 is A's alone
     assert leaderboard.improvements(by_task, [("A", "C"), ("C", "B")], reps=200) == []
+    # a cell trained on data derived from t1 (a subset, an augmentation) counts on t1
+    rows.append({"label": "D", "dataset": "t1-synther-x", "task": "t1", "status": "done",
+                 "scores": [5.0, 6.0]})
+    (p,) = leaderboard.improvements(leaderboard.scores_by_task(rows), [("D", "B")], reps=200)
+    assert p["tasks"] == 1 and p["p"] == 1.0
