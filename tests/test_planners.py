@@ -265,10 +265,9 @@ def test_value_function_learns_the_returns_to_go(loco_train, pendulum):
 
 
 # --- the harness --------------------------------------------------------------------------
-# The locomotion case is slow-marked: on a cold compilation cache (CI's clean clone) the
-# second compile of its resumed run segfaulted twice inside jax's persistent-cache write
-# (`compilation_cache.put_executable_and_time`); with a warm cache it passes. Not understood
-# yet (issue 13 note). To keep `make test` inside its budget, Decision Diffuser's presets
+# The locomotion case is slow-marked for time (its cold-cache segfault inside jax's
+# persistent-cache write is why tests/conftest.py turns that cache off). To keep `make test`
+# inside its budget, Decision Diffuser's presets
 # (79 s and 39 s of compiles on 2 cores; their training, planning and errors are tested
 # below) and MPC (16 s; its search and acting are tested below) run in `make test-slow`.
 SLOW = ("decision_diffuser", "decision_diffuser_fast", "mpc")
