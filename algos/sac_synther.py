@@ -18,6 +18,8 @@ Deviations:
   offline config's 128, as `algos.synther` does everywhere.
 - Before the first retrain the synthetic buffer is empty and batches are all real, as in the
   authors' code; `retrain_every` counts from the first env step (theirs: `diffusion_start` 0).
+- Generated actions are clipped to the action box [-1, 1] before they enter the synthetic
+  buffer; the authors store them as generated.
 """
 from __future__ import annotations
 
