@@ -84,11 +84,6 @@ def mixed_batch(real: sac.Buffer, syn: sac.Buffer, key, batch: int, ratio: float
     return jax.tree_util.tree_map(lambda m, r: jnp.where(use, m, r), mixed, only_real)
 
 
-def _rows(buf: sac.Buffer):
-    return jnp.concatenate([buf.obs, buf.action, buf.reward[:, None], buf.next_obs,
-                            buf.terminal[:, None]], axis=1)
-
-
 def make_train(config: Config, data, env):
     """`data` is unused: the agent collects its own (`KIND = "online"`)."""
     validate(config)
@@ -117,7 +112,8 @@ def make_train(config: Config, data, env):
         key = jax.random.fold_in(st.key, st.retrains)
         k_init, k_train, k_sample = jax.random.split(key, 3)
         real = st.sac.buffer
-        x = _rows(real)
+        x = synther.as_rows(real.obs, real.action, real.reward, real.next_obs, real.terminal,
+                            xp=jnp)
         gs = gen.init(k_init, synther.masked_zscore(x, real.size))
 
         def step(s, k):
@@ -128,11 +124,11 @@ def make_train(config: Config, data, env):
         def draw(_, k):
             return None, gen.sample_chunk(gs, k, g.sample_batch)
         _, rows = jax.lax.scan(draw, None, jax.random.split(k_sample, chunks))
-        rows = rows.reshape(-1, rows.shape[-1])[:config.synthetic]
-        o, a_ = obs_dim, act_dim
-        syn = sac.Buffer(rows[:, :o], jnp.clip(rows[:, o:o + a_], -1.0, 1.0), rows[:, o + a_],
-                         rows[:, o + a_ + 1:2 * o + a_ + 1], rows[:, -1],
-                         jnp.asarray(config.synthetic, jnp.int32), jnp.zeros((), jnp.int32))
+        c = synther.columns(rows.reshape(-1, rows.shape[-1])[:config.synthetic], obs_dim,
+                            act_dim)
+        syn = sac.Buffer(c["obs"], jnp.clip(c["action"], -1.0, 1.0), c["reward"],
+                         c["next_obs"], c["terminal"], jnp.asarray(config.synthetic, jnp.int32),
+                         jnp.zeros((), jnp.int32))
         return st.replace(synthetic=syn, retrains=st.retrains + 1)
 
     policy = sac.make_policy(config, env.spec)

@@ -120,14 +120,24 @@ class ZScore:
         return x * self.std + self.mean
 
 
+def as_rows(obs, action, reward, next_obs, terminal, xp=np):
+    """The layout SynthER models, one row per transition: `[obs, action, reward, next_obs,
+    terminal]`. `xp` is numpy, or `jax.numpy` inside a traced function."""
+    return xp.concatenate([obs, action, reward[:, None], next_obs, terminal[:, None]], axis=1)
+
+
+def columns(x, obs_dim: int, act_dim: int) -> dict:
+    """`as_rows`' rows back to their columns (slices, numpy or traced)."""
+    o, a = obs_dim, act_dim
+    return {"obs": x[:, :o], "action": x[:, o:o + a], "reward": x[:, o + a],
+            "next_obs": x[:, o + a + 1:2 * o + a + 1], "terminal": x[:, -1]}
+
+
 def inputs(arrays: Dict[str, np.ndarray]):
-    """`(x, norm)`: the transitions as rows `[obs, action, reward, next_obs, terminal]` and the
-    authors' standard normaliser (unbiased std + 1e-5; the terminal column left as is)."""
-    term = np.asarray(arrays["terminated"], np.float32)[:, None]
-    x = np.concatenate([np.asarray(arrays["obs"], np.float32),
-                        np.asarray(arrays["action"], np.float32),
-                        np.asarray(arrays["reward"], np.float32)[:, None],
-                        np.asarray(arrays["next_obs"], np.float32), term], axis=1)
+    """`(x, norm)`: the transitions as rows (`as_rows`) and the authors' standard normaliser
+    (unbiased std + 1e-5; the terminal column left as is)."""
+    f32 = lambda k: np.asarray(arrays[k], np.float32)  # noqa: E731
+    x = as_rows(f32("obs"), f32("action"), f32("reward"), f32("next_obs"), f32("terminated"))
     if len(x) < 2:
         raise ConfigError(f"SynthER needs at least 2 transitions, got {len(x)}")
     mean = x.mean(0, dtype=np.float64)
@@ -147,16 +157,15 @@ def masked_zscore(x, size) -> ZScore:
 
 
 def split(x, obs_dim: int, act_dim: int, threshold: float = 0.5) -> Dict[str, np.ndarray]:
-    """Rows of `inputs`' layout back to transition arrays, terminals thresholded (the
+    """Rows of `as_rows`' layout back to transition arrays, terminals thresholded (the
     authors' `split_diffusion_samples`)."""
     x = np.asarray(x, np.float32)
     if x.shape[1] != 2 * obs_dim + act_dim + 2:
         raise ValueError(f"rows of width {x.shape[1]} do not hold obs {obs_dim} / action "
                          f"{act_dim} transitions")
-    o, a = obs_dim, act_dim
-    return {"obs": x[:, :o], "action": x[:, o:o + a], "reward": x[:, o + a],
-            "next_obs": x[:, o + a + 1:2 * o + a + 1], "terminated": x[:, -1] > threshold,
-            "truncated": np.zeros(len(x), bool)}
+    c = columns(x, obs_dim, act_dim)
+    terminal = c.pop("terminal")
+    return {**c, "terminated": terminal > threshold, "truncated": np.zeros(len(x), bool)}
 
 
 # --- the generator ----------------------------------------------------------------------------

@@ -61,7 +61,9 @@ def _rows(arrays) -> np.ndarray:
     """Transitions as rows `[obs, action, reward, next_obs, terminal]` (SynthER's layout)."""
     from algos import synther
 
-    return synther.inputs(arrays)[0]
+    f32 = lambda k: np.asarray(arrays[k], np.float32)  # noqa: E731
+    return synther.as_rows(f32("obs"), f32("action"), f32("reward"), f32("next_obs"),
+                           f32("terminated"))
 
 
 def mmd2(x, y, bandwidth: float) -> float:

@@ -242,7 +242,7 @@ def make_data(cell: Cell, tier: str, log: Callable[[str], None] = print) -> None
 
     if train.is_online(cell.dataset) or minari_io.exists(cell.dataset):
         return
-    source = cell.source or cell.dataset
+    source = cell.task
     if not minari_io.exists(source):
         spec = all_specs()[source]
         log(f"building dataset {source} ({tier} tier)")

@@ -41,14 +41,18 @@ def is_derived(meta: dict) -> bool:
     return meta.get("data_format") == FORMAT
 
 
-def derived_id(source_id: str, method: str, key: str) -> str:
-    """`ns/env/level-<method>-<key>-v0` beside `ns/env/level-v0`."""
+def _beside(source_id: str, tag: str) -> str:
+    """`ns/env/level-<tag>-v0` beside `ns/env/level-v0` (a source without a version: v0)."""
     head, _, name = source_id.rpartition("/")
     stem, dash, version = name.rpartition("-")
     if not (dash and version.startswith("v") and version[1:].isdigit()):
         stem, version = name, "v0"
-    return f"{head}/{stem}-{method}-{key}-{version}" if head else \
-        f"{stem}-{method}-{key}-{version}"
+    return f"{head}/{stem}-{tag}-{version}" if head else f"{stem}-{tag}-{version}"
+
+
+def derived_id(source_id: str, method: str, key: str) -> str:
+    """`ns/env/level-<method>-<key>-v0` beside `ns/env/level-v0`."""
+    return _beside(source_id, f"{method}-{key}")
 
 
 def content_hash(arrays: Dict[str, np.ndarray]) -> str:
@@ -143,11 +147,7 @@ def read(dataset_id: str, meta: dict, verify: bool = True) -> Dict[str, np.ndarr
 def subset_id(source_id: str, fraction: float, seed: int = 0) -> str:
     """`ns/env/level-5pct-v0` beside `ns/env/level-v0` (`-s<seed>` for seeds other than 0)."""
     pct = f"{fraction * 100:g}".replace(".", "p") + "pct" + (f"-s{seed}" if seed else "")
-    head, _, name = source_id.rpartition("/")
-    stem, dash, version = name.rpartition("-")
-    if not (dash and version.startswith("v") and version[1:].isdigit()):
-        stem, version = name, "v0"
-    return f"{head}/{stem}-{pct}-{version}" if head else f"{stem}-{pct}-{version}"
+    return _beside(source_id, pct)
 
 
 def choose_episodes(lengths, fraction: float, seed: int = 0):
