@@ -21,7 +21,9 @@ program as training.
 `lax.scan` over evaluation periods, each a `lax.scan` of `eval_every` updates followed by
 `eval_episodes` full episodes of the env. `train.init` and `train.run(state, periods)` split the
 same run so it can be checkpointed and resumed: `run(run(init(k), a), b) == train(k)` when
-`a + b == train.periods`.
+`a + b == train.periods`. `train.run_seeds(states, periods)` is `run` for a leading seed axis
+in one program, as the harness calls it (`init_seeds(keys)` makes the states); it chooses how
+many seeds evaluate in lockstep.
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ import optax
 
 from algos.config import validate
 from envs.core import Env
-from envs.evaluation import Policy, make_evaluate, stateless
+from envs.evaluation import Policy, make_evaluate, over_seeds, stateless
 
 # Policy and stateless live with the episode loop that runs them (envs never imports algos);
 # algorithms take them from here with the rest of the loop.
@@ -113,28 +115,54 @@ class Train:
         k_init, k_run = jax.random.split(key)
         return TrainState(self.init_algo(k_init), k_run, jnp.zeros((), jnp.int32))
 
+    def _updates(self, state: TrainState):
+        """One seed's `eval_every` updates of its current period: (algo, mean metrics,
+        the period's evaluation key)."""
+        key = jax.random.fold_in(state.key, state.period)
+        k_upd, k_eval = jax.random.split(key)
+        algo, metrics = jax.lax.scan(self.update, state.algo,
+                                     jax.random.split(k_upd, self.config.eval_every))
+        metrics = jax.tree_util.tree_map(lambda m: m.mean(0), metrics)
+        if self.end_period is not None:
+            algo = self.end_period(algo)
+        return algo, metrics, k_eval
+
+    def _finish(self, state: TrainState, algo, metrics, returns):
+        metrics = {**metrics, "step": (state.period + 1) * self.config.eval_every,
+                   "return": returns.mean(), "score": self.env.normalize(returns).mean()}
+        return TrainState(algo, state.key, state.period + 1), metrics
+
     def run(self, state: TrainState, periods: int):
         """`periods` more evaluation periods. Metrics have a leading `(periods,)` axis:
         each update metric is its mean over the period; `step`, `return`, `score` (the
         normalised score) are the mean over the evaluation episodes at the period's end."""
-        cfg = self.config
-        evaluate = make_evaluate(self.policy, self.env, cfg.eval_episodes)
+        evaluate = make_evaluate(self.policy, self.env, self.config.eval_episodes)
 
         def period(state: TrainState, _):
-            key = jax.random.fold_in(state.key, state.period)
-            k_upd, k_eval = jax.random.split(key)
-            algo, metrics = jax.lax.scan(self.update, state.algo,
-                                         jax.random.split(k_upd, cfg.eval_every))
-            metrics = jax.tree_util.tree_map(lambda m: m.mean(0), metrics)
-            if self.end_period is not None:
-                algo = self.end_period(algo)
+            algo, metrics, k_eval = self._updates(state)
             returns, _ = evaluate(algo, k_eval)
-            metrics["step"] = (state.period + 1) * cfg.eval_every
-            metrics["return"] = returns.mean()
-            metrics["score"] = self.env.normalize(returns).mean()
-            return TrainState(algo, state.key, state.period + 1), metrics
+            return self._finish(state, algo, metrics, returns)
 
         return jax.lax.scan(period, state, None, length=periods)
+
+    def run_seeds(self, states: TrainState, periods: int, eval_seed_batch: int | None = None):
+        """`run` for every seed of `states` (a leading seed axis), in one program: the same
+        results as `jax.vmap(lambda s: self.run(s, periods))(states)`, metrics shaped
+        `(seeds, periods)`. Updates are vmapped over seeds; the evaluation runs
+        `eval_seed_batch` seeds in lockstep at a time (`over_seeds`; None: all of them)."""
+        evaluate = over_seeds(make_evaluate(self.policy, self.env, self.config.eval_episodes),
+                              eval_seed_batch)
+
+        def period(states: TrainState, _):
+            algo, metrics, k_eval = jax.vmap(self._updates)(states)
+            returns, _ = evaluate(algo, k_eval)
+            return jax.vmap(self._finish)(states, algo, metrics, returns)
+
+        states, metrics = jax.lax.scan(period, states, None, length=periods)
+        return states, jax.tree_util.tree_map(lambda m: jnp.swapaxes(m, 0, 1), metrics)
+
+    def init_seeds(self, keys) -> TrainState:
+        return jax.vmap(self.init)(keys)
 
     def __call__(self, key):
         return self.run(self.init(key), self.periods)

@@ -9,9 +9,12 @@
   their candidates through the whole chain), decisions/s and its latency.
 - Evaluation: env-steps/s of whole hopper episodes with the policy in the loop (the diffusion
   policies sample their N candidates through the full chain at every step), 10 episodes per
-  seed: 1 seed, 8 seeds vmapped, and the same 8 seeds one after another. The vmapped row's
-  reference is the in-turn row (same seeds, same episodes); seed 0 alone is another workload,
-  since every seed's policy has its own episode lengths.
+  seed: 1 seed, 8 seeds vmapped into one lockstep episode loop, 8 seeds in one program as
+  the harness evaluates them (`over_seeds` with the backend's `default_seed_batch`: on a CPU
+  one seed after another inside the program), and the same 8 seeds in 8 calls one after
+  another. The reference of the two 8-seed programs is the in-turn row (same seeds, same
+  episodes); seed 0 alone is another workload, since every seed's policy has its own
+  episode lengths.
 """
 from __future__ import annotations
 
@@ -124,7 +127,7 @@ def _eval_rows(label, algo, cfg, tr, env, episodes, peak, log):
     """One seed; the same 8 seeds vmapped in one program; and those 8 one after another (the
     fair reference for the vmapped row: each seed's episodes have their own lengths, so seed
     0 alone is another workload)."""
-    from envs.evaluation import make_evaluate
+    from envs.evaluation import default_seed_batch, make_evaluate, over_seeds
 
     run = make_evaluate(algos.get(algo).make_policy(cfg, env.spec), env, episodes)
     keys = jax.random.split(jax.random.PRNGKey(1), speed.SEEDS)
@@ -133,11 +136,15 @@ def _eval_rows(label, algo, cfg, tr, env, episodes, peak, log):
     wl = SimpleNamespace(name=label, size=f"{episodes} {env.env_id} episodes per seed")
     single, c1 = speed.compile_fn(run, one[0], keys[0])
     batched, c8 = speed.compile_fn(jax.vmap(run), states, keys)
+    seed_batch = default_seed_batch()
+    harness, ch = speed.compile_fn(over_seeds(run, seed_batch), states, keys)
+    in_program = f"{speed.SEEDS} in one program, {seed_batch or speed.SEEDS} in lockstep"
     rows, rate = [], {}
     for seeds, c_s, call, n_steps in [
             ("1", c1, lambda: single(one[0], keys[0]), lambda: single(one[0], keys[0])[1]),
             (f"{speed.SEEDS} vmapped", c8, lambda: batched(states, keys),
              lambda: batched(states, keys)[1]),
+            (in_program, ch, lambda: harness(states, keys), lambda: harness(states, keys)[1]),
             (f"{speed.SEEDS} in turn", c1,
              lambda: [single(one[i], keys[i]) for i in range(speed.SEEDS)],
              lambda: jnp.stack([single(one[i], keys[i])[1] for i in range(speed.SEEDS)]))]:
@@ -150,7 +157,8 @@ def _eval_rows(label, algo, cfg, tr, env, episodes, peak, log):
             f"({env_steps} steps in {sec:.2f}s, compile {c_s:.1f}s)")
     # vmap speed-up, as for gradient steps: on the vmapped row, its env-steps/s over the
     # in-turn row's (same seeds, same episodes)
-    rows[1]["speedup"] = rate[f"{speed.SEEDS} vmapped"] / rate[f"{speed.SEEDS} in turn"]
+    for i, seeds in [(1, f"{speed.SEEDS} vmapped"), (2, in_program)]:
+        rows[i]["speedup"] = rate[seeds] / rate[f"{speed.SEEDS} in turn"]
     return rows
 
 
@@ -161,7 +169,7 @@ EXPLANATION = (
     "warm-up call. GFLOP/s from XLA's cost analysis of one update or decision (sampling "
     "chains of up to 32 steps are unrolled, so every step is counted; longer ones are loops, "
     "whose body XLA counts once). vmap speed-up = time of 8 "
-    "seeds one after another / time of 8 seeds in one vmapped program.")
+    "seeds one after another / time of 8 seeds in one program.")
 
 
 def markdown(rows, peaks, notes, hw_line, versions, command) -> str:

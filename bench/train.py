@@ -1,8 +1,10 @@
 """`python -m bench train`: one cell (algorithm x dataset x config), all seeds in one program.
 
 Seed k trains from `PRNGKey(k)`, so its result does not depend on how many seeds run beside
-it. The run advances one evaluation period per call of one compiled, vmapped program
-(`Train.run(state, 1)`); after each period the state of every seed is checkpointed with orbax,
+it. The run advances one evaluation period per call of one compiled program
+(`Train.run_seeds(states, 1)`: updates vmapped over seeds; on a CPU the seeds' evaluation
+episodes run one seed after another, where a vmapped loop would pay for every seed's finished
+episodes until the slowest ends, see `envs.evaluation.default_seed_batch`); after each period the state of every seed is checkpointed with orbax,
 so a killed run resumes where it stopped. The results file (JSON, written atomically) holds
 one row per seed and evaluation: algo, dataset, seed, config hash, step, score, return, wall
 and compile time, beside the full config and what makes the numbers traceable: the dataset's
@@ -36,6 +38,7 @@ import algos
 from algos import checkpoint
 from algos.config import ConfigError, apply_overrides, config_dict, config_hash
 from bench import sysinfo
+from envs.evaluation import default_seed_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "results" / "runs"
@@ -295,7 +298,9 @@ def _run(algo, dataset_id, seeds, config, chash, name, path, previous, ckpt_dir,
 
     t0 = time.time()
     init = jax.jit(jax.vmap(train.init), **on)
-    step_fn = jax.jit(jax.vmap(lambda s: train.run(s, 1)), **on)
+    # seeds sharded over devices evaluate in one vmapped loop; otherwise the backend's default
+    eval_seed_batch = None if shard is not None else default_seed_batch()
+    step_fn = jax.jit(lambda s: train.run_seeds(s, 1, eval_seed_batch), **on)
     state = init(keys)
     lowered = step_fn.lower(state)  # traced once: the metric shapes come from the same trace
     compiled = lowered.compile()
@@ -352,7 +357,7 @@ def _run(algo, dataset_id, seeds, config, chash, name, path, previous, ckpt_dir,
         "command": command, "versions": sysinfo.versions(
             ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "brax", "gymnax", "minari",
              "numpy")),
-        "hardware": sysinfo.hardware(),
+        "hardware": sysinfo.hardware(), "eval_seed_batch": eval_seed_batch,
     }
     if jax.process_index() == 0:  # across hosts, one process writes
         sysinfo.atomic_write_text(path, json.dumps(result, indent=1))

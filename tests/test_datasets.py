@@ -3,6 +3,7 @@ import os
 
 import h5py
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -12,14 +13,11 @@ from envs import datasets
 from envs.datasets import builder as build_mod
 from envs.datasets import minari_io
 from envs.datasets.minari_io import DatasetError
-from envs.maze2d import load_maze
 
 
 def _maze_episodes(n=3000, seed=0):
     env = envs.make("maze2d-umaze")
-    maze = load_maze("umaze")
-    act, init = build_mod._maze_policy(env, maze, build_mod.MAZE_NOISE)
-    return build_mod.collect(env, act, None, jax.random.PRNGKey(seed), n, init_carry=init)
+    return build_mod.collect_maze(env, jax.random.PRNGKey(seed), n)
 
 
 def _write(ds_id, episodes):
@@ -41,6 +39,27 @@ def test_collected_episodes_are_consistent():
         ends = e["terminations"] | e["truncations"]
         assert ends[-1] and not ends[:-1].any()
         assert n <= 300
+
+
+def test_collection_runs_a_policy_with_a_carry_as_evaluation_does():
+    """A Policy whose carry counts the steps of its episode and acts with it: collection
+    starts the carry afresh at every episode (Pendulum times out at 200 steps), unless told
+    to keep it, as the Maze2D controller keeps its goal."""
+    from envs.evaluation import Policy
+
+    env = envs.make("Pendulum-v1")
+    counter = Policy(lambda params, obs, task, key: jnp.zeros((), jnp.int32),
+                     lambda params, t, obs, key: (params * t[None].astype(jnp.float32), t + 1))
+    eps = build_mod.collect(env, counter, jnp.float32(0.005), jax.random.PRNGKey(0), 2000)
+    full = [e for e in eps if e["truncations"][-1] and len(e["actions"]) == 200]
+    assert len(full) == 8 and len(eps) == 16  # 8 lanes of 250 steps: 200, then 50
+    for e in eps:
+        np.testing.assert_allclose(e["actions"][:, 0], 0.005 * np.arange(len(e["actions"])),
+                                   rtol=1e-6)
+    kept = build_mod.collect(env, counter, jnp.float32(0.005), jax.random.PRNGKey(0), 2000,
+                             carry_across_episodes=True)
+    second = [e for e in kept if len(e["actions"]) == 50]
+    assert second and all(e["actions"][0, 0] == pytest.approx(1.0) for e in second)
 
 
 def test_round_trip_through_minari_gives_identical_arrays():

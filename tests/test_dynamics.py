@@ -11,14 +11,12 @@ from algos import dynamics
 from algos.config import ConfigError
 from bench.claims import compounding
 from envs.datasets import builder as build_mod
-from envs.maze2d import load_maze
 
 
 @pytest.fixture(scope="module")
 def maze_arrays():
     env = envs.make("maze2d-umaze")
-    act, init = build_mod._maze_policy(env, load_maze("umaze"), build_mod.MAZE_NOISE)
-    eps = build_mod.collect(env, act, None, jax.random.PRNGKey(1), 6000, init_carry=init)
+    eps = build_mod.collect_maze(env, jax.random.PRNGKey(1), 6000)
     arrays = {"obs": np.concatenate([e["observations"][:-1] for e in eps]),
               "action": np.concatenate([e["actions"] for e in eps]),
               "reward": np.concatenate([e["rewards"] for e in eps]),

@@ -155,8 +155,12 @@ def test_evaluate_with_seed_axis_equals_each_seed_alone():
 
     gains = jnp.array([-1.0, 0.0, 1.0])
     keys = jax.random.split(jax.random.PRNGKey(0), 3)
-    both = envs.evaluate(act, env, keys, 8, policy_state=gains, seed_axis=True)
-    assert both["returns"].shape == (3, 8)
-    for i in range(3):
-        alone = envs.evaluate(act, env, keys[i], 8, policy_state=gains[i])
-        np.testing.assert_allclose(both["returns"][i], alone["returns"], rtol=1e-5, atol=1e-3)
+    # all three seeds in one lockstep loop, one after another, and two then one
+    for seed_batch in (None, 1, 2):
+        both = envs.evaluate(act, env, keys, 8, policy_state=gains, seed_axis=True,
+                             seed_batch=seed_batch)
+        assert both["returns"].shape == (3, 8)
+        for i in range(3):
+            alone = envs.evaluate(act, env, keys[i], 8, policy_state=gains[i])
+            np.testing.assert_allclose(both["returns"][i], alone["returns"],
+                                       rtol=1e-5, atol=1e-3)

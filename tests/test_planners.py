@@ -30,8 +30,7 @@ def maze():
     """A Maze2D umaze dataset of the D4RL-style controller (20k transitions) and its env."""
     env = envs.make("maze2d-umaze")
     if not minari_io.exists(MAZE_ID):
-        act, init = build_mod._maze_policy(env, load_maze("umaze"), build_mod.MAZE_NOISE)
-        eps = build_mod.collect(env, act, None, jax.random.PRNGKey(0), 20_000, init_carry=init)
+        eps = build_mod.collect_maze(env, jax.random.PRNGKey(0), 20_000)
         minari_io.write(MAZE_ID, eps, obs_low=-np.inf, obs_high=np.inf, act_low=-1.0,
                         act_high=1.0, ref_min_score=env.spec.ref_min_score,
                         ref_max_score=env.spec.ref_max_score, algorithm_name="test",
@@ -281,21 +280,22 @@ def test_planner_seeds_vmap_and_resume(algo, setting, maze, pendulum, tmp_path):
     cfg = _tiny(algo) if setting == "maze" else _loco(n_plans="2")
     tr = algos.get(algo).make_train(cfg, data, env)
     keys = bench_train.seed_keys(2)
-    state, metrics = jax.jit(jax.vmap(tr))(keys)
+    # both seeds in one program, every episode loop in lockstep (seed batch None; the
+    # policies' tests run the CPU default, one seed's evaluation after another)
+    state, metrics = jax.jit(lambda k: tr.run_seeds(tr.init_seeds(k), tr.periods, None))(keys)
     assert metrics["score"].shape == (2, 2)
     assert all(np.isfinite(np.asarray(v)).all() for v in metrics.values())
-    alone, alone_metrics = jax.jit(tr)(keys[1])
-    for k in metrics:
-        np.testing.assert_allclose(metrics[k][1], alone_metrics[k], rtol=2e-3, atol=2e-3)
-    # save after one period, restore into another run's structure, finish: the same run
+    # seed 1 alone, saved after one period, restored into another run's structure and
+    # finished, is the same run as seed 1 beside seed 0 (one compile fewer than checking
+    # "alone" and "resumed" apart)
     init, run1 = jax.jit(tr.init), jax.jit(lambda s: tr.run(s, 1))
     first_state, first = run1(init(keys[1]))
     checkpoint.save(tmp_path / "ckpt", 1, first_state)
     _, restored = checkpoint.restore(tmp_path / "ckpt", init(jax.random.PRNGKey(9)))
     _, second = run1(restored)
-    for k in alone_metrics:
-        np.testing.assert_allclose(alone_metrics[k], np.concatenate([first[k], second[k]]),
-                                   rtol=1e-4, atol=1e-5)
+    for k in metrics:
+        np.testing.assert_allclose(metrics[k][1], np.concatenate([first[k], second[k]]),
+                                   rtol=2e-3, atol=2e-3)
 
 
 def test_diffuser_refuses_what_it_cannot_plan_on(maze, pendulum):

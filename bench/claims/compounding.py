@@ -44,10 +44,8 @@ HELD_OUT_KEY = 7_777   # the held-out episodes' key (the dataset used PRNGKey(0)
 def held_out_windows(env, horizon: int, n: int, key):
     """`(starts (n, obs_dim), goals (n, obs_dim))`: windows of fresh behaviour episodes."""
     from envs.datasets import builder
-    from envs.maze2d import load_maze
 
-    act, init = builder._maze_policy(env, load_maze("umaze"), builder.MAZE_NOISE)
-    eps = builder.collect(env, act, None, key, 40 * env.spec.episode_length, init_carry=init)
+    eps = builder.collect_maze(env, key, 40 * env.spec.episode_length)
     eps = [e for e in eps if len(e["actions"]) >= horizon]
     rng = np.random.default_rng(int(jax.random.randint(key, (), 0, 2 ** 30)))
     picks = [(i, int(rng.integers(0, len(eps[i]["actions"]) - horizon + 1)))

@@ -28,6 +28,7 @@ import numpy as np
 from envs.core import Env
 from envs.datasets import minari_io
 from envs.datasets.minari_io import DatasetError
+from envs.evaluation import Policy, as_policy, start_lanes, stateless, step_lanes
 from envs.registry import make
 
 NAMESPACE = "jaxrl"
@@ -110,9 +111,17 @@ def resolve(env_id: str, level: str) -> DatasetSpec:
 
 
 # --- collection --------------------------------------------------------------------------
-def collect(env: Env, act: Callable, params, key, n_transitions: int,
-            init_carry=None) -> List[Dict[str, np.ndarray]]:
-    """Roll `act(params, carry, obs, key) -> (action, carry)` in vmapped lanes; episodes out."""
+def collect(env: Env, policy, params, key, n_transitions: int,
+            carry_across_episodes: bool = False) -> List[Dict[str, np.ndarray]]:
+    """Roll `policy` in vmapped lanes of `env` for about `n_transitions`; episodes out.
+
+    `policy` acts as in evaluation (`envs.evaluation.Policy`, or a memoryless
+    `act(params, obs, key)`), so a trained algorithm's `make_policy(config, env_spec)` with its
+    state as `params` collects a dataset as it is evaluated, through the same lane step
+    (`step_lanes`, actions clipped to the env's box). Each lane auto-resets; a lane's carry
+    starts afresh with each episode unless `carry_across_episodes` (the Maze2D waypoint
+    controller keeps its goal over timeouts, a stream as D4RL's maze2d data is)."""
+    policy = as_policy(policy)
     length = env.spec.episode_length
     lanes = int(np.clip(n_transitions // (5 * length), 8, 256))
     steps = -(-n_transitions // lanes)
@@ -120,18 +129,20 @@ def collect(env: Env, act: Callable, params, key, n_transitions: int,
     @jax.jit
     def run(params, key):
         k_reset, k_carry, k_loop = jax.random.split(key, 3)
-        obs, state = jax.vmap(env.reset)(jax.random.split(k_reset, lanes))
-        carry = (jax.vmap(init_carry)(jax.random.split(k_carry, lanes))
-                 if init_carry is not None else jnp.zeros((lanes,)))
+        obs, state, carry = start_lanes(env, policy, params, jax.random.split(k_reset, lanes),
+                                        jax.random.split(k_carry, lanes))
 
         def body(c, k):
             obs, state, carry = c
-            k_act, k_env = jax.random.split(k)
-            action, carry = jax.vmap(act, in_axes=(None, 0, 0, 0))(
-                params, carry, obs, jax.random.split(k_act, lanes))
-            action = jnp.clip(action, env.spec.action_low, env.spec.action_high)
-            nobs, state, r, term, trunc, info = jax.vmap(env.step)(
-                jax.random.split(k_env, lanes), state, action)
+            action, carry, (nobs, state, r, term, trunc, info) = step_lanes(
+                env, policy, params, obs, state, carry, k, clip=True)
+            if not carry_across_episodes:  # nobs is the next episode's first observation
+                fresh = jax.vmap(policy.init_carry, in_axes=(None, 0, 0, 0))(
+                    params, nobs, jax.vmap(env.task)(state),
+                    jax.random.split(jax.random.fold_in(k, 1), lanes))
+                carry = jax.tree_util.tree_map(
+                    lambda f, c: jnp.where((term | trunc).reshape((-1,) + (1,) * (c.ndim - 1)),
+                                           f, c), fresh, carry)
             out = (obs, action, r, info["final_obs"], term, trunc)
             return (nobs, state, carry), out
 
@@ -171,7 +182,7 @@ def _trim(episodes, n):
 
 
 def _random_policy(env):
-    return lambda params, carry, obs, key: (env.random_action(key), carry)
+    return stateless(lambda params, obs, key: env.random_action(key))
 
 
 def _maze_policy(env, maze, noise):
@@ -187,8 +198,19 @@ def _maze_policy(env, maze, noise):
         a = waypoint_action(maze, obs, goal_index)
         return a + noise * jax.random.normal(k_noise, a.shape), goal_index
 
-    init = lambda key: jax.random.randint(key, (), 0, free.shape[0])  # noqa: E731
-    return act, init
+    def init_carry(params, obs, task, key):
+        return jax.random.randint(key, (), 0, free.shape[0])
+
+    return Policy(init_carry, act)
+
+
+def collect_maze(env: Env, key, n_transitions: int) -> List[Dict[str, np.ndarray]]:
+    """Maze2D's behaviour data: the waypoint controller with its action noise, one stream
+    per lane that keeps its goal over the env's timeouts."""
+    from envs.maze2d import load_maze
+
+    policy = _maze_policy(env, load_maze(env.env_id.split("-", 1)[1]), MAZE_NOISE)
+    return collect(env, policy, None, key, n_transitions, carry_across_episodes=True)
 
 
 def maze_expert_return(env: Env, episodes: int = 100, seed: int = 0) -> float:
@@ -225,18 +247,14 @@ def build(env_id: str, level: str, seed: int = 0, tier: str = "quick",
     meta = {"env_id": env_id, "backend": env.spec.backend, "quality": level,
             "generator_seed": seed, "tier": tier, "versions": versions()}
     if env.spec.source == "maze2d":
-        from envs.maze2d import load_maze
-
-        maze = load_maze(level)
-        act, init = _maze_policy(env, maze, MAZE_NOISE)
-        episodes = collect(env, act, None, key, n_transitions, init_carry=init)
+        episodes = collect_maze(env, key, n_transitions)
         algorithm = f"waypoint controller (D4RL), action noise N(0, {MAZE_NOISE}^2)"
         meta["behaviour"] = {"policy": algorithm}
     elif env.spec.source == "bandit":
         from envs.bandit import MODE_STD, behaviour_action
 
-        policy = lambda params, carry, obs, key: (behaviour_action(key), carry)  # noqa: E731
-        episodes = collect(env, policy, None, key, n_transitions)
+        episodes = collect(env, stateless(lambda params, obs, key: behaviour_action(key)),
+                           None, key, n_transitions)
         algorithm = f"uniform mixture of the 4 modes, std {MODE_STD}"
         meta["behaviour"] = {"policy": algorithm}
     elif level == "random":
@@ -259,7 +277,6 @@ def build(env_id: str, level: str, seed: int = 0, tier: str = "quick",
             about = {"recipe": dataclasses.asdict(recipe),
                      "recipe_hash": behaviour.recipe_hash(recipe),
                      "agent_sha256": agent.sha256, "agent_source": agent.source}
-        policy = lambda params, carry, obs, key: (act(params, obs, key), carry)  # noqa: E731
         i_exp = int(np.argmax(agent.returns))
         target = env.spec.ref_min_score + (agent.returns[i_exp] - env.spec.ref_min_score) / 3
         i_med = int(np.argmin([abs(r - target) for r in agent.returns[:i_exp + 1]]))
@@ -268,7 +285,7 @@ def build(env_id: str, level: str, seed: int = 0, tier: str = "quick",
         share = -(-n_transitions // len(chosen))
         episodes = []
         for j, i in enumerate(chosen):
-            episodes += collect(env, policy, agent.params[i], jax.random.fold_in(key, j), share)
+            episodes += collect(env, act, agent.params[i], jax.random.fold_in(key, j), share)
         meta["behaviour"] = {
             "policy": algorithm, **about,
             "snapshots": [{"at": agent.steps[i], "return": agent.returns[i]}
