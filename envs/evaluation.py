@@ -137,7 +137,10 @@ def over_seeds(run: Callable, seed_batch: int | None = None) -> Callable:
         return jax.vmap(run)
     if seed_batch < 1:
         raise ValueError(f"seed_batch must be >= 1 or None, got {seed_batch}")
-    return lambda *args: jax.lax.map(lambda a: run(*a), args, batch_size=seed_batch)
+    # batch size 1 maps `run` itself: lax.map's batched form would vmap it over an axis of
+    # one, whose batched matmuls measured 7-14% slower on the cheap policies' evaluation
+    batch = {} if seed_batch == 1 else {"batch_size": seed_batch}
+    return lambda *args: jax.lax.map(lambda a: run(*a), args, **batch)
 
 
 @functools.lru_cache(maxsize=64)
