@@ -42,7 +42,7 @@ class EnvSpec:
     """Everything that fixes the task: an env id means exactly one of these."""
 
     env_id: str
-    source: str            # "gymnax" | "brax" | "maze2d"
+    source: str            # "gymnax" | "brax" | "mujoco" | "maze2d" | "bandit"
     backend: str           # physics backend or implementation
     obs_dim: int
     act_dim: int

@@ -1,0 +1,117 @@
+"""Gymnasium's MuJoCo v5 locomotion tasks, stepped in MJX (MuJoCo's JAX port).
+
+The physics is MuJoCo's own, on the MJCF files gymnasium ships (`gymnasium/envs/mujoco/
+assets/*.xml`), so an id here is the task that Minari's `mujoco/<env>/*-v0` datasets (the
+successors of D4RL) were recorded on, not Brax's `spring` look-alike. Everything else is read
+from gymnasium 1.3.0's source and cited per task below: observation, reward terms, health and
+termination rules, frame skip, reset noise. The episode length (1000) is gymnasium's
+`max_episode_steps` for these ids; `Env` truncates there.
+
+Deliberate differences from gymnasium's CPU env:
+- MJX computes in float32 (JAX's default) where MuJoCo computes in float64, with MJX's own
+  collision and solver code. From gymnasium's reset states under 30 random actions the two
+  agree to float32 precision (measured: observations within 8e-6, rewards within 3e-6,
+  termination on the same step; `tests/test_mujoco_envs.py`). Chaotic contact dynamics will
+  make long rollouts part eventually, as two CPU generations do.
+- Gymnasium draws its reset noise from numpy's generator; here it is `jax.random` with the
+  same distribution (uniform in `[-reset_noise_scale, reset_noise_scale]` per coordinate).
+- `Env.step` clips actions to the box before the physics; gymnasium passes them on and MuJoCo
+  clamps `ctrl` to `ctrlrange` (the same box), but gymnasium's control cost is computed on the
+  unclipped action. Inside the box the two agree.
+
+`state_from_obs`: Hopper-v5's observation is `qpos[1:]` and `clip(qvel, -10, 10)`. The root's
+x position (`qpos[0]`) is left out, and neither the dynamics nor the reward (a difference of
+x) depend on it, so it is set to 0. The state is exact while every velocity is inside
+[-10, 10]; a clipped velocity is not recoverable.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from envs.core import Env, EnvSpec
+
+
+def assets_dir() -> Path:
+    import gymnasium
+
+    return Path(gymnasium.__file__).parent / "envs" / "mujoco" / "assets"
+
+
+@dataclasses.dataclass(frozen=True)
+class HopperV5:
+    """`gymnasium/envs/mujoco/hopper_v5.py` (gymnasium 1.3.0), its default arguments."""
+    xml_file: str = "hopper.xml"
+    frame_skip: int = 4
+    forward_reward_weight: float = 1.0
+    ctrl_cost_weight: float = 1e-3
+    healthy_reward: float = 1.0
+    healthy_state_range: tuple = (-100.0, 100.0)
+    healthy_z_range: tuple = (0.7, float("inf"))
+    healthy_angle_range: tuple = (-0.2, 0.2)
+    reset_noise_scale: float = 5e-3
+    velocity_clip: float = 10.0   # `_get_obs`: np.clip(qvel, -10, 10)
+
+
+@functools.lru_cache(maxsize=None)
+def _model(xml_file: str):
+    import mujoco
+    from mujoco import mjx
+
+    mj = mujoco.MjModel.from_xml_path(str(assets_dir() / xml_file))
+    return mj, mjx.put_model(mj)
+
+
+def make_hopper(spec: EnvSpec, task: HopperV5 = HopperV5()) -> Env:
+    from mujoco import mjx
+
+    mj, model = _model(task.xml_file)
+    dt = float(mj.opt.timestep) * task.frame_skip   # MujocoEnv.dt
+    init_qpos = jnp.asarray(mj.qpos0, jnp.float32)  # MujocoEnv: data.qpos of a fresh MjData
+    init_qvel = jnp.zeros(mj.nv, jnp.float32)
+    template = mjx.make_data(model)
+
+    def set_state(qpos, qvel):  # MujocoEnv.set_state: qpos, qvel, then mj_forward
+        return mjx.forward(model, template.replace(qpos=qpos, qvel=qvel))
+
+    def obs_of(data):  # HopperV5._get_obs, exclude_current_positions_from_observation=True
+        vel = jnp.clip(data.qvel, -task.velocity_clip, task.velocity_clip)
+        return jnp.concatenate([data.qpos[1:], vel])
+
+    def healthy(data):  # HopperV5.is_healthy
+        z, angle = data.qpos[1], data.qpos[2]
+        state = jnp.concatenate([data.qpos, data.qvel])[2:]   # state_vector()[2:]
+        lo, hi = task.healthy_state_range
+        return (jnp.all((lo < state) & (state < hi))
+                & (task.healthy_z_range[0] < z) & (z < task.healthy_z_range[1])
+                & (task.healthy_angle_range[0] < angle) & (angle < task.healthy_angle_range[1]))
+
+    def raw_reset(key):  # HopperV5.reset_model
+        k_pos, k_vel = jax.random.split(key)
+        s = task.reset_noise_scale
+        qpos = init_qpos + jax.random.uniform(k_pos, init_qpos.shape, jnp.float32, -s, s)
+        qvel = init_qvel + jax.random.uniform(k_vel, init_qvel.shape, jnp.float32, -s, s)
+        data = set_state(qpos, qvel)
+        return obs_of(data), data
+
+    def raw_step(key, data, action):  # HopperV5.step, terminate_when_unhealthy=True
+        del key  # the physics is deterministic
+        x_before = data.qpos[0]
+        data = data.replace(ctrl=action)
+        data = jax.lax.fori_loop(0, task.frame_skip, lambda _, d: mjx.step(model, d), data)
+        x_velocity = (data.qpos[0] - x_before) / dt
+        ok = healthy(data)
+        reward = (task.forward_reward_weight * x_velocity
+                  + ok * task.healthy_reward                    # v5: healthy reward if healthy
+                  - task.ctrl_cost_weight * jnp.sum(jnp.square(action)))
+        return obs_of(data), data, reward, ~ok
+
+    def raw_state_from_obs(obs):
+        qpos = jnp.concatenate([jnp.zeros((1,), jnp.float32), obs[:mj.nq - 1]])
+        return set_state(qpos, obs[mj.nq - 1:])
+
+    return Env(spec, raw_reset, raw_step, raw_state_from_obs)
