@@ -19,10 +19,14 @@ Deliberate differences from gymnasium's CPU env:
   clamps `ctrl` to `ctrlrange` (the same box), but gymnasium's control cost is computed on the
   unclipped action. Inside the box the two agree.
 
-`state_from_obs`: Hopper-v5's observation is `qpos[1:]` and `clip(qvel, -10, 10)`. The root's
-x position (`qpos[0]`) is left out, and neither the dynamics nor the reward (a difference of
-x) depend on it, so it is set to 0. The state is exact while every velocity is inside
-[-10, 10]; a clipped velocity is not recoverable.
+`state_from_obs`: the observation is `qpos[1:]` and `qvel`, clipped to [-10, 10] on Hopper and
+Walker2d. The root's x position (`qpos[0]`) is left out, and neither the dynamics nor the
+reward (a difference of x) depend on it, so it is set to 0. The state is exact on
+HalfCheetah, and on Hopper and Walker2d while every velocity is inside the clip (a clipped
+velocity is not recoverable).
+
+Ant-v5 is not here yet: its v5 observation holds the contact forces `cfrc_ext`, which
+gymnasium fills with `mj_rnePostConstraint`.
 """
 from __future__ import annotations
 
@@ -43,18 +47,37 @@ def assets_dir() -> Path:
 
 
 @dataclasses.dataclass(frozen=True)
-class HopperV5:
-    """`gymnasium/envs/mujoco/hopper_v5.py` (gymnasium 1.3.0), its default arguments."""
-    xml_file: str = "hopper.xml"
-    frame_skip: int = 4
+class Locomotion:
+    """One gymnasium v5 locomotion task: the defaults of its class in gymnasium 1.3.0."""
+    xml_file: str
+    frame_skip: int
+    ctrl_cost_weight: float
+    reset_noise_scale: float
+    qvel_noise: str = "uniform"            # reset_model: uniform, or scale * standard normal
+    velocity_clip: float | None = 10.0     # _get_obs: np.clip(qvel, -10, 10), or no clip
     forward_reward_weight: float = 1.0
-    ctrl_cost_weight: float = 1e-3
-    healthy_reward: float = 1.0
-    healthy_state_range: tuple = (-100.0, 100.0)
-    healthy_z_range: tuple = (0.7, float("inf"))
-    healthy_angle_range: tuple = (-0.2, 0.2)
-    reset_noise_scale: float = 5e-3
-    velocity_clip: float = 10.0   # `_get_obs`: np.clip(qvel, -10, 10)
+    healthy_reward: float = 1.0            # 0: no health term, no termination
+    healthy_z_range: tuple = (-float("inf"), float("inf"))
+    healthy_angle_range: tuple = (-float("inf"), float("inf"))
+    healthy_state_range: tuple | None = None   # Hopper: state_vector()[2:] inside it
+
+    @property
+    def terminates(self) -> bool:
+        return self.healthy_reward > 0
+
+
+TASKS = {
+    # gymnasium/envs/mujoco/hopper_v5.py
+    "Hopper-v5": Locomotion("hopper.xml", 4, 1e-3, 5e-3, healthy_z_range=(0.7, float("inf")),
+                            healthy_angle_range=(-0.2, 0.2),
+                            healthy_state_range=(-100.0, 100.0)),
+    # gymnasium/envs/mujoco/walker2d_v5.py
+    "Walker2d-v5": Locomotion("walker2d_v5.xml", 4, 1e-3, 5e-3, healthy_z_range=(0.8, 2.0),
+                              healthy_angle_range=(-1.0, 1.0)),
+    # gymnasium/envs/mujoco/half_cheetah_v5.py: no health term, never terminates
+    "HalfCheetah-v5": Locomotion("half_cheetah.xml", 5, 0.1, 0.1, qvel_noise="normal",
+                                 velocity_clip=None, healthy_reward=0.0),
+}
 
 
 @functools.lru_cache(maxsize=None)
@@ -66,9 +89,13 @@ def _model(xml_file: str):
     return mj, mjx.put_model(mj)
 
 
-def make_hopper(spec: EnvSpec, task: HopperV5 = HopperV5()) -> Env:
+def make_locomotion(spec: EnvSpec) -> Env:
+    """The env of `spec.env_id` (`mujoco/<gymnasium id>`), stepped as gymnasium's class does
+    (`step`, `_get_obs`, `_get_rew`, `is_healthy`, `reset_model`; MujocoEnv's `set_state`,
+    `do_simulation` and `dt`)."""
     from mujoco import mjx
 
+    task = TASKS[spec.env_id.split("/", 1)[1]]
     mj, model = _model(task.xml_file)
     dt = float(mj.opt.timestep) * task.frame_skip   # MujocoEnv.dt
     init_qpos = jnp.asarray(mj.qpos0, jnp.float32)  # MujocoEnv: data.qpos of a fresh MjData
@@ -78,36 +105,45 @@ def make_hopper(spec: EnvSpec, task: HopperV5 = HopperV5()) -> Env:
     def set_state(qpos, qvel):  # MujocoEnv.set_state: qpos, qvel, then mj_forward
         return mjx.forward(model, template.replace(qpos=qpos, qvel=qvel))
 
-    def obs_of(data):  # HopperV5._get_obs, exclude_current_positions_from_observation=True
-        vel = jnp.clip(data.qvel, -task.velocity_clip, task.velocity_clip)
+    def obs_of(data):  # _get_obs, exclude_current_positions_from_observation=True
+        vel = data.qvel
+        if task.velocity_clip is not None:
+            vel = jnp.clip(vel, -task.velocity_clip, task.velocity_clip)
         return jnp.concatenate([data.qpos[1:], vel])
 
-    def healthy(data):  # HopperV5.is_healthy
+    def healthy(data):  # is_healthy
         z, angle = data.qpos[1], data.qpos[2]
-        state = jnp.concatenate([data.qpos, data.qvel])[2:]   # state_vector()[2:]
-        lo, hi = task.healthy_state_range
-        return (jnp.all((lo < state) & (state < hi))
-                & (task.healthy_z_range[0] < z) & (z < task.healthy_z_range[1])
-                & (task.healthy_angle_range[0] < angle) & (angle < task.healthy_angle_range[1]))
+        ok = ((task.healthy_z_range[0] < z) & (z < task.healthy_z_range[1])
+              & (task.healthy_angle_range[0] < angle) & (angle < task.healthy_angle_range[1]))
+        if task.healthy_state_range is not None:
+            state = jnp.concatenate([data.qpos, data.qvel])[2:]   # state_vector()[2:]
+            lo, hi = task.healthy_state_range
+            ok = ok & jnp.all((lo < state) & (state < hi))
+        return ok
 
-    def raw_reset(key):  # HopperV5.reset_model
+    def raw_reset(key):  # reset_model
         k_pos, k_vel = jax.random.split(key)
         s = task.reset_noise_scale
         qpos = init_qpos + jax.random.uniform(k_pos, init_qpos.shape, jnp.float32, -s, s)
-        qvel = init_qvel + jax.random.uniform(k_vel, init_qvel.shape, jnp.float32, -s, s)
+        if task.qvel_noise == "normal":
+            qvel = init_qvel + s * jax.random.normal(k_vel, init_qvel.shape, jnp.float32)
+        else:
+            qvel = init_qvel + jax.random.uniform(k_vel, init_qvel.shape, jnp.float32, -s, s)
         data = set_state(qpos, qvel)
         return obs_of(data), data
 
-    def raw_step(key, data, action):  # HopperV5.step, terminate_when_unhealthy=True
+    def raw_step(key, data, action):  # step, terminate_when_unhealthy=True
         del key  # the physics is deterministic
         x_before = data.qpos[0]
         data = data.replace(ctrl=action)
         data = jax.lax.fori_loop(0, task.frame_skip, lambda _, d: mjx.step(model, d), data)
         x_velocity = (data.qpos[0] - x_before) / dt
-        ok = healthy(data)
         reward = (task.forward_reward_weight * x_velocity
-                  + ok * task.healthy_reward                    # v5: healthy reward if healthy
                   - task.ctrl_cost_weight * jnp.sum(jnp.square(action)))
+        if not task.terminates:
+            return obs_of(data), data, reward, jnp.zeros((), bool)
+        ok = healthy(data)
+        reward = reward + ok * task.healthy_reward   # v5: the healthy reward only if healthy
         return obs_of(data), data, reward, ~ok
 
     def raw_state_from_obs(obs):

@@ -85,14 +85,20 @@ def _mujoco(factory_name):
 
 
 # Gymnasium's MuJoCo v5 tasks in MJX (envs/mujoco_envs.py): the physics of Minari's
-# mujoco/<env>/*-v0 datasets and of the papers' D4RL tables. No expert yet (issue 15). The
-# random reference: 17.46 here, gymnasium's CPU env 18.21 +- 0.63 (1000 episodes each).
-_register(EnvSpec("mujoco/Hopper-v5", "mujoco", "mjx", 11, 3, -1.0, 1.0, 1000,
-                  ref_min_score=17.5, ref_max_score=_NAN,
-                  state_from_obs="exact while every velocity is within the observation's "
-                                 "+-10 clip (root x, which nothing depends on, is set to 0)",
-                  description="gymnasium Hopper-v5 (MuJoCo physics in MJX), v5 reward"),
-          _mujoco("make_hopper"))
+# mujoco/<env>/*-v0 datasets and of the papers' D4RL tables. No experts yet (issue 15).
+# Random references: 1000 episodes each (Hopper: 17.46 here, 18.21 +- 0.63 in gymnasium's
+# CPU env).
+_CLIPPED = ("exact while every velocity is within the observation's +-10 clip (root x, "
+            "which nothing depends on, is set to 0)")
+for _name, _obs, _act, _lo, _how in [
+    ("Hopper-v5", 11, 3, 17.5, _CLIPPED),
+    ("Walker2d-v5", 17, 6, _NAN, _CLIPPED),
+    ("HalfCheetah-v5", 17, 6, _NAN, "exact (root x, which nothing depends on, is set to 0)"),
+]:
+    _register(EnvSpec(f"mujoco/{_name}", "mujoco", "mjx", _obs, _act, -1.0, 1.0, 1000,
+                      ref_min_score=_lo, ref_max_score=_NAN, state_from_obs=_how,
+                      description=f"gymnasium {_name} (MuJoCo physics in MJX), v5 reward"),
+              _mujoco("make_locomotion"))
 
 for _layout, _lo, _hi in [("umaze", 43.7, 283.2), ("medium", 19.4, 566.0),
                           ("large", 14.9, 755.5)]:
