@@ -275,8 +275,13 @@ def preflight(algo: str, dataset, seeds: int, config):
     check_kind(algo, dataset.dataset_id)
     if dataset.env_id is None:
         raise ConfigError(f"dataset {dataset.dataset_id} does not record one of our env ids, "
-                          "so it cannot be evaluated; train on a jaxrl/... dataset")
+                          "so it cannot be evaluated; train on a jaxrl/... dataset or a "
+                          "public one recorded on a mujoco/... env")
     env = envs.make(dataset.env_id)
+    refs = getattr(dataset, "reference_scores", None)
+    if refs is not None:  # a public dataset's own D4RL-style references normalise its scores
+        env = dataclasses.replace(env, spec=dataclasses.replace(
+            env.spec, ref_min_score=refs[0], ref_max_score=refs[1]))
     train = algos.get(algo).make_train(
         config, None if isinstance(dataset, OnlineSource) else dataset, env)
     keys = seed_keys(seeds)

@@ -190,6 +190,58 @@ def test_public_minari_dataset_loads_when_present():
     np.testing.assert_allclose(data.transitions["action"][:10], buffers[0].actions)
 
 
+def _gym_hopper_dataset(ds_id, episodes=3, **gym_kwargs):
+    """A dataset in exactly the format of Minari's mujoco/hopper/* (Minari's own writer,
+    gymnasium's Hopper-v5 env spec, D4RL-style reference scores), recorded from gymnasium."""
+    import gymnasium as gym
+    import minari
+    from minari.data_collector import EpisodeBuffer
+
+    env = gym.make("Hopper-v5", **gym_kwargs)
+    rng = np.random.default_rng(0)
+    buffers = []
+    for i in range(episodes):
+        obs = [env.reset(seed=i)[0]]
+        acts, rews, terms = [], [], []
+        while True:
+            a = rng.uniform(-1, 1, 3).astype(np.float32)
+            o, r, term, trunc, _ = env.step(a)
+            obs.append(o), acts.append(a), rews.append(r), terms.append(term)
+            if term or trunc:
+                break
+        buffers.append(EpisodeBuffer(id=i, observations=np.stack(obs), actions=np.stack(acts),
+                                     rewards=np.array(rews), terminations=np.array(terms),
+                                     truncations=np.zeros(len(acts), bool)))
+    minari.create_dataset_from_buffers(ds_id, buffers, env=env, algorithm_name="random",
+                                       ref_min_score=-20.3, ref_max_score=3234.3)
+    return buffers
+
+
+def test_public_mujoco_dataset_trains_on_the_matching_mjx_env(capsys):
+    """A Minari mujoco/hopper dataset names gymnasium's Hopper-v5: it loads on our
+    mujoco/Hopper-v5, is normalised by its own reference scores, and the harness accepts it;
+    one recorded with other gymnasium arguments, or one not on this machine, is one line."""
+    from bench import train
+
+    buffers = _gym_hopper_dataset("mujoco/hopper/tiny-v0")
+    data = datasets.load("mujoco/hopper/tiny-v0")
+    assert data.env_id == "mujoco/Hopper-v5"
+    assert data.reference_scores == (-20.3, 3234.3)
+    assert data.provenance["reference_scores"] == [-20.3, 3234.3]
+    np.testing.assert_allclose(data.transitions["obs"][:len(buffers[0].actions)],
+                               buffers[0].observations[:-1], rtol=1e-6)
+    cfg = train.make_config("bc", 2, {"batch_size": "8"}, data.dataset_id)
+    env, _, _ = train.preflight("bc", data, 1, cfg)
+    assert env.env_id == "mujoco/Hopper-v5"
+    assert float(env.normalize(3234.3)) == pytest.approx(100.0)
+    _gym_hopper_dataset("mujoco/hopper/wide-v0", episodes=1,
+                        exclude_current_positions_from_observation=False)
+    with pytest.raises(DatasetError, match=r"observations \(12,\).*has \(11,\)"):
+        datasets.load("mujoco/hopper/wide-v0")
+    assert cli(["train", "--algo", "bc", "--dataset", "mujoco/hopper/medium-v0"]) == 2
+    assert "minari download mujoco/hopper/medium-v0" in capsys.readouterr().err
+
+
 def test_maze_dataset_build_and_list(capsys):
     ds_id = build_mod.build("maze2d-umaze", "umaze", seed=0, n_transitions=2000,
                             log=lambda m: None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -82,9 +83,20 @@ class OfflineDataset:
                 "behaviour_score": ours.get("behaviour_normalized_score"),
                 "behaviour_agent": (ours.get("behaviour") or {}).get("agent_sha256"),
                 "generator_seed": ours.get("generator_seed"),
+                **({"reference_scores": list(self.reference_scores)}
+                   if self.reference_scores else {}),
                 **({"derived_from": {k: ours["derived"].get(k) for k in
                                      ("method", "source_id", "source_content_hash", "key")}}
                    if ours.get("derived") else {})}
+
+    @property
+    def reference_scores(self) -> Optional[tuple]:
+        """`(ref_min_score, ref_max_score)` a public Minari dataset carries (Minari's mujoco
+        datasets do, D4RL-style); None for ours, whose env id's references apply."""
+        m = self.metadata
+        if m.get("diffrl") or m.get("ref_min_score") is None or m.get("ref_max_score") is None:
+            return None
+        return float(m["ref_min_score"]), float(m["ref_max_score"])
 
     @property
     def num_transitions(self) -> int:
@@ -153,7 +165,33 @@ def load(ds_id: str, verify: bool = True) -> OfflineDataset:
         flat = derived.read(ds_id, meta, verify=verify)
         return OfflineDataset(ds_id, ours.get("env_id"), meta, [], flat)
     episodes, meta = minari_io.read(ds_id, verify=verify)
-    return OfflineDataset(ds_id, ours.get("env_id"), meta, episodes)
+    return OfflineDataset(ds_id, ours.get("env_id") or public_env_id(ds_id, meta), meta,
+                          episodes)
+
+
+def public_env_id(ds_id: str, meta: dict) -> Optional[str]:
+    """Our env id for a public Minari dataset recorded on a gymnasium task we step in MJX
+    (its `env_spec` id `Hopper-v5` -> `mujoco/Hopper-v5`), so it trains and evaluates with no
+    change to any algorithm; None when it names no env we have. Spaces that differ from the
+    env's (another gymnasium argument) are a one-line error."""
+    from envs import registry
+
+    try:
+        gym_id = json.loads(meta["env_spec"])["id"]
+        obs_shape = tuple(json.loads(meta["observation_space"])["shape"])
+        act_shape = tuple(json.loads(meta["action_space"])["shape"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    env_id = f"mujoco/{gym_id}"
+    if env_id not in registry.env_ids():
+        return None
+    spec = registry.spec(env_id)
+    if (obs_shape, act_shape) != ((spec.obs_dim,), (spec.act_dim,)):
+        raise DatasetError(
+            f"dataset {ds_id} was recorded on {gym_id} with observations {obs_shape} and actions "
+            f"{act_shape}, but {env_id} has ({spec.obs_dim},) and ({spec.act_dim},): it was "
+            "made with other gymnasium arguments, which our env does not take")
+    return env_id
 
 
 def stored_hash(ds_id: str) -> Optional[str]:
