@@ -18,7 +18,6 @@
 """
 from __future__ import annotations
 
-import time
 from types import SimpleNamespace
 
 import jax
@@ -124,8 +123,9 @@ def _nets(cfg) -> str:
 
 
 def _eval_rows(label, algo, cfg, tr, env, episodes, peak, log):
-    """One seed; the same 8 seeds vmapped in one program; and those 8 one after another (the
-    fair reference for the vmapped row: each seed's episodes have their own lengths, so seed
+    """One seed; the same 8 seeds vmapped in one lockstep loop; the 8 in one program as the
+    harness evaluates them (`over_seeds`); and those 8 in 8 calls one after another (the fair
+    reference for both 8-seed programs: each seed's episodes have their own lengths, so seed
     0 alone is another workload)."""
     from envs.evaluation import default_seed_batch, make_evaluate, over_seeds
 

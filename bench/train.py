@@ -4,12 +4,13 @@ Seed k trains from `PRNGKey(k)`, so its result does not depend on how many seeds
 it. The run advances one evaluation period per call of one compiled program
 (`Train.run_seeds(states, 1)`: updates vmapped over seeds; on a CPU the seeds' evaluation
 episodes run one seed after another, where a vmapped loop would pay for every seed's finished
-episodes until the slowest ends, see `envs.evaluation.default_seed_batch`); after each period the state of every seed is checkpointed with orbax,
-so a killed run resumes where it stopped. The results file (JSON, written atomically) holds
-one row per seed and evaluation: algo, dataset, seed, config hash, step, score, return, wall
-and compile time, beside the full config and what makes the numbers traceable: the dataset's
-content hash and behaviour score, the code's commit (and whether the tree was modified),
-package versions, and the hardware down to the CPU's vector extensions.
+episodes until the slowest ends, see `envs.evaluation.default_seed_batch`). After each period
+the state of every seed is checkpointed with orbax, so a killed run resumes where it stopped.
+The results file (JSON, written atomically) holds one row per seed and evaluation: algo,
+dataset, seed, config hash, step, score, return, wall and compile time, beside the full config
+and what makes the numbers traceable: the dataset's content hash and behaviour score, the
+code's commit (and whether the tree was modified), package versions, and the hardware down to
+the CPU's vector extensions.
 
 A cell is keyed by its config hash; its data by the dataset's content hash. Checkpoints live
 under both, so a rebuilt or different dataset never resumes another's run, and a results file

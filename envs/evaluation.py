@@ -57,9 +57,10 @@ def start_lanes(env: Env, policy: Policy, policy_state, reset_keys, carry_keys, 
 def step_lanes(env: Env, policy: Policy, policy_state, obs, state, carry, key,
                clip: bool = False):
     """One step of every lane, the step evaluation and dataset collection share: each lane's
-    policy acts on its observation with its carry (one key each from `key`'s first half),
-    the action is clipped to the env's box if `clip`, and each env steps (keys from the
-    second half). Returns `(action, carry, (next_obs, state, reward, term, trunc, info))`."""
+    policy acts on its observation with its carry, the action is clipped to the env's box if
+    `clip`, and each env steps (`key` splits into the acting and the stepping key, each split
+    once more per lane). Returns `(action, carry, (next_obs, state, reward, term, trunc,
+    info))`."""
     lanes = obs.shape[0]
     k_act, k_env = jax.random.split(key)
     action, carry = jax.vmap(policy.act, in_axes=(None, 0, 0, 0))(
