@@ -33,7 +33,11 @@ def _rollout_fn(env_id, steps):
     return roll
 
 
-@pytest.mark.parametrize("env_id", CHEAP + ["bandit-2d", "hopper", "inverted_pendulum"])
+# Brax's spring hopper (a 15 s compile) in `make test-slow`: its reset, step and auto-reset
+# are also checked by test_termination_and_auto_reset_in_brax_hopper
+@pytest.mark.parametrize("env_id", CHEAP + ["bandit-2d", pytest.param("hopper",
+                                                                     marks=pytest.mark.slow),
+                                            "inverted_pendulum"])
 def test_reset_step_shapes_and_dtypes(env_id):
     env = envs.make(env_id)
     obs, state = env.reset(jax.random.PRNGKey(0))

@@ -56,8 +56,10 @@ UNET_SHALLOW = nets.TemporalUnet(dim=8, dim_mults=(1, 2, 4), cond_encoder=nets.R
 DIT = nets.DiTDenoiser(hidden=32, depth=2, heads=4, cond_encoder=nets.ReturnEncoder(8))
 
 
-@pytest.mark.parametrize("horizon", [4, 16, 64])   # the shallow U-Net, then 2 and 8 at its
-@pytest.mark.parametrize("arch", ["unet", "dit"])  # deepest level
+# the shallow U-Net, then 2 and 8 at its deepest level (16, a compile of 17 s that 64's shape
+# path already covers, runs in `make test-slow`)
+@pytest.mark.parametrize("horizon", [4, pytest.param(16, marks=pytest.mark.slow), 64])
+@pytest.mark.parametrize("arch", ["unet", "dit"])
 def test_trajectory_denoisers_keep_the_shape(arch, horizon):
     model = {"unet": UNET if horizon >= 8 else UNET_SHALLOW, "dit": DIT}[arch]
     x = jax.random.normal(KEY, (3, horizon, 14))
