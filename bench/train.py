@@ -210,7 +210,7 @@ def memory_check(train, keys, dataset, seeds: int, available=None, devices: int 
     dataset twice (host and device). On an accelerator, what one device must hold: the state
     twice, split over the `devices` the seeds shard over, and the dataset once. Activations
     come on top. One-line `ConfigError` when it does not fit; returns the estimate (bytes)."""
-    shapes = jax.eval_shape(jax.vmap(train.init), keys)
+    shapes = jax.eval_shape(train.init_seeds, keys)
     state = sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(shapes))
     data = sum(v.nbytes for v in dataset.transitions.values())
     on_cpu = jax.devices()[0].platform == "cpu"
@@ -303,7 +303,7 @@ def _run(algo, dataset_id, seeds, config, chash, name, path, previous, ckpt_dir,
         log(f"seeds sharded over {shard.mesh.size} devices ({seeds // shard.mesh.size} each)")
 
     t0 = time.time()
-    init = jax.jit(jax.vmap(train.init), **on)
+    init = jax.jit(train.init_seeds, **on)
     # seeds sharded over devices evaluate in one vmapped loop; otherwise the backend's default
     eval_seed_batch = None if shard is not None else default_seed_batch()
     step_fn = jax.jit(lambda s: train.run_seeds(s, 1, eval_seed_batch), **on)

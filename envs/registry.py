@@ -26,13 +26,18 @@ def _register(spec: EnvSpec, factory):
     _REGISTRY[spec.env_id] = (spec, factory)
 
 
-def _gymnax(factory_name):
+def _lazy(module: str, factory_name: str):
+    """A factory that imports `envs.<module>` only when the id is first made."""
     def factory(spec):
-        from envs import gymnax_envs
+        import importlib
 
-        return getattr(gymnax_envs, factory_name)(spec)
+        return getattr(importlib.import_module(f"envs.{module}"), factory_name)(spec)
 
     return factory
+
+
+def _gymnax(factory_name):
+    return _lazy("gymnax_envs", factory_name)
 
 
 def _brax(name):
@@ -75,15 +80,6 @@ for _name, _backend, _obs, _act, _lo, _hi, _how in [
                       description="Brax locomotion, default reward"), _brax(_name))
 
 
-def _mujoco(factory_name):
-    def factory(spec):
-        from envs import mujoco_envs
-
-        return getattr(mujoco_envs, factory_name)(spec)
-
-    return factory
-
-
 # Gymnasium's MuJoCo v5 tasks in MJX (envs/mujoco_envs.py): the physics of Minari's
 # mujoco/<env>/*-v0 datasets and of the papers' D4RL tables. No experts yet (issue 15).
 # Random references, 1000 episodes each here, against gymnasium's CPU env (its episodes):
@@ -99,7 +95,7 @@ for _name, _obs, _act, _lo, _how in [
     _register(EnvSpec(f"mujoco/{_name}", "mujoco", "mjx", _obs, _act, -1.0, 1.0, 1000,
                       ref_min_score=_lo, ref_max_score=_NAN, state_from_obs=_how,
                       description=f"gymnasium {_name} (MuJoCo physics in MJX), v5 reward"),
-              _mujoco("make_locomotion"))
+              _lazy("mujoco_envs", "make_locomotion"))
 
 for _layout, _lo, _hi in [("umaze", 43.7, 283.2), ("medium", 19.4, 566.0),
                           ("large", 14.9, 755.5)]:

@@ -137,12 +137,19 @@ def collect(env: Env, policy, params, key, n_transitions: int,
             action, carry, (nobs, state, r, term, trunc, info) = step_lanes(
                 env, policy, params, obs, state, carry, k, clip=True)
             if not carry_across_episodes:  # nobs is the next episode's first observation
-                fresh = jax.vmap(policy.init_carry, in_axes=(None, 0, 0, 0))(
-                    params, nobs, jax.vmap(env.task)(state),
-                    jax.random.split(jax.random.fold_in(k, 1), lanes))
-                carry = jax.tree_util.tree_map(
-                    lambda f, c: jnp.where((term | trunc).reshape((-1,) + (1,) * (c.ndim - 1)),
-                                           f, c), fresh, carry)
+                done = term | trunc
+
+                # Fresh carries only on steps where some lane's episode ended (a planner's
+                # init_carry plans); the other lanes keep theirs.
+                def restart(carry):
+                    fresh = jax.vmap(policy.init_carry, in_axes=(None, 0, 0, 0))(
+                        params, nobs, jax.vmap(env.task)(state),
+                        jax.random.split(jax.random.fold_in(k, 1), lanes))
+                    return jax.tree_util.tree_map(
+                        lambda f, c: jnp.where(done.reshape((-1,) + (1,) * (c.ndim - 1)), f, c),
+                        fresh, carry)
+
+                carry = jax.lax.cond(done.any(), restart, lambda c: c, carry)
             out = (obs, action, r, info["final_obs"], term, trunc)
             return (nobs, state, carry), out
 
