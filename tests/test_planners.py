@@ -293,7 +293,9 @@ def test_planner_seeds_vmap_and_resume(algo, setting, maze, pendulum, tmp_path):
     checkpoint.save(tmp_path / "ckpt", 1, first_state)
     _, restored = checkpoint.restore(tmp_path / "ckpt", init(jax.random.PRNGKey(9)))
     _, second = run1(restored)
+    _, second_kept = run1(first_state)  # restored continues as kept in memory, to 1e-4
     for k in metrics:
+        np.testing.assert_allclose(second_kept[k], second[k], rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(metrics[k][1], np.concatenate([first[k], second[k]]),
                                    rtol=2e-3, atol=2e-3)
 
