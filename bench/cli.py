@@ -85,15 +85,27 @@ def check_args(args) -> None:
 def cmd_envs(args):
     from bench.envs_table import env_rows
 
-    rows = env_rows(measure_refs=args.measure_refs, batches=(1, 256),
-                    log=lambda m: print(m, file=sys.stderr))
+    from envs import env_ids
+
+    ids = [i for i in args.ids.split(",") if i] if args.ids else None
+    unknown = sorted(set(ids or ()) - set(env_ids()))
+    if unknown:
+        raise UserError(f"unknown env id(s) {', '.join(unknown)}; known: {', '.join(env_ids())}")
+    try:
+        batches = tuple(int(b) for b in args.batches.split(","))
+    except ValueError:
+        batches = ()
+    if not batches or min(batches) < 1:
+        raise UserError(f"--batches takes positive integers separated by commas, e.g. 1,256; "
+                        f"got {args.batches!r}")
+    rows = env_rows(measure_refs=args.measure_refs, batches=batches,
+                    log=lambda m: print(m, file=sys.stderr), ids=ids)
     cols = [("env id", lambda r: r["env_id"]), ("source", lambda r: r["source"]),
             ("backend", lambda r: r["backend"]), ("obs", lambda r: str(r["obs_dim"])),
             ("act", lambda r: str(r["act_dim"])), ("episode", lambda r: str(r["episode_length"])),
-            ("random ref", num("ref_min_score")), ("expert ref", num("ref_max_score")),
-            ("steps/s b=1", num("steps_per_s_1", ",.0f")),
-            ("steps/s b=256", num("steps_per_s_256", ",.0f")),
-            ("state_from_obs", lambda r: "yes" if r["state_from_obs"] else "no")]
+            ("random ref", num("ref_min_score")), ("expert ref", num("ref_max_score"))]
+    cols += [(f"steps/s b={b}", num(f"steps_per_s_{b}", ",.0f")) for b in batches]
+    cols += [("state_from_obs", lambda r: "yes" if r["state_from_obs"] else "no")]
     if args.measure_refs:
         cols.insert(8, ("random measured", num("random_measured")))
     print(markdown_table(rows, cols))
@@ -330,6 +342,9 @@ def parser():
     e = sub.add_parser("envs", help="table of environments with measured steps/s")
     e.add_argument("--measure-refs", action="store_true",
                    help="also re-measure the random policy's return (1000 episodes)")
+    e.add_argument("--ids", default="", help="comma-separated env ids (default: all)")
+    e.add_argument("--batches", default="1,256",
+                   help="comma-separated batch sizes to measure env-steps/s at")
     e.set_defaults(fn=cmd_envs)
     d = sub.add_parser("data", help="offline datasets").add_subparsers(dest="data_cmd",
                                                                        required=True)

@@ -34,9 +34,10 @@ def steps_per_second(env, batch: int, steps: int = 200, repeats: int = 3) -> flo
     return batch * steps / sorted(times)[len(times) // 2]
 
 
-def env_rows(measure_refs=False, batches=(1, 256), log=print):
+def env_rows(measure_refs=False, batches=(1, 256), log=print, ids=None):
+    """One row per env id (all registered ones, or `ids`), with env-steps/s per batch."""
     rows = []
-    for env_id in envs.env_ids():
+    for env_id in ids or envs.env_ids():
         env = envs.make(env_id)
         s = env.spec
         row = {"env_id": env_id, "source": s.source, "backend": s.backend, "obs_dim": s.obs_dim,
