@@ -52,6 +52,18 @@ def digest(tree: Any) -> str:
     return h.hexdigest()
 
 
+def _is_empty(leaf) -> bool:
+    return getattr(leaf, "size", None) == 0 and hasattr(leaf, "dtype")
+
+
+def _fill_empty(tree: Any) -> Any:
+    """`tree` with every zero-size array replaced by a one-element placeholder: orbax refuses
+    zero-size arrays, and MJX's state holds some (`act` of a model without activations). The
+    template holds all there is of such an array (its shape and dtype), so `restore` takes it
+    from there."""
+    return jax.tree.map(lambda x: np.zeros((1,), x.dtype) if _is_empty(x) else x, tree)
+
+
 def _digest_file(directory, step: int) -> Path:
     return Path(directory) / f"digest-{int(step)}.json"
 
@@ -67,7 +79,7 @@ def save(directory, step: int, tree: Any) -> None:
     with _manager(directory) as mgr:
         if int(step) in mgr.all_steps():   # a --force rerun replaces the old step
             mgr.delete(int(step))
-        mgr.save(int(step), args=ocp.args.StandardSave(tree), force=True)
+        mgr.save(int(step), args=ocp.args.StandardSave(_fill_empty(tree)), force=True)
         mgr.wait_until_finished()
         keep = set(mgr.all_steps())
     for f in directory.glob("digest-*.json") if jax.process_index() == 0 else ():
@@ -94,7 +106,8 @@ def restore(directory, template: Any) -> Optional[Tuple[int, Any]]:
             step = mgr.latest_step()
             if step is None:
                 return None
-            tree = mgr.restore(step, args=ocp.args.StandardRestore(template))
+            tree = mgr.restore(step, args=ocp.args.StandardRestore(_fill_empty(template)))
+        tree = jax.tree.map(lambda t, r: t if _is_empty(t) else r, template, tree)
     except Exception as e:  # noqa: BLE001 - orbax/tensorstore raise many kinds on a bad file
         msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
         raise CheckpointError(f"the checkpoint in {directory} cannot be restored "

@@ -133,7 +133,9 @@ def test_results_files_that_are_damaged_are_one_line(tmp_path, ckpts, capsys):
 
 # --- checkpoints ------------------------------------------------------------------------------
 def _tree():
-    return {"w": np.arange(4096, dtype=np.float32).reshape(64, 64), "step": np.array(3, np.int32)}
+    # "act": a zero-size array, as MJX's state holds (orbax alone refuses to save one)
+    return {"w": np.arange(4096, dtype=np.float32).reshape(64, 64), "step": np.array(3, np.int32),
+            "act": np.zeros((2, 0), np.float32)}
 
 
 def test_checkpoint_round_trip_and_every_damage_is_named(tmp_path):
@@ -143,6 +145,7 @@ def test_checkpoint_round_trip_and_every_damage_is_named(tmp_path):
     assert [f.name for f in d.glob("digest-*.json")] == ["digest-2.json"]
     step, tree = checkpoint.restore(d, _tree())
     assert step == 2 and np.array_equal(tree["w"], _tree()["w"])
+    assert tree["act"].shape == (2, 0) and tree["act"].dtype == np.float32
 
     # altered values: the digest no longer matches
     (d / "digest-2.json").write_text(json.dumps({"sha256": "0" * 64}))
