@@ -66,12 +66,15 @@ def final_scores(run: dict) -> dict:
     scores = np.array([f["score"] for f in run["final"]], float)
     ok = scores[np.isfinite(scores)]
     good = {f["seed"] for f in run["final"] if math.isfinite(f["score"])}
+    # a seed diverged when its results file says so (an env without an expert reference has
+    # NaN scores on finite returns); older files: a NaN score
+    diverged = sum(bool(f.get("diverged", not math.isfinite(f["score"]))) for f in run["final"])
     best = {}
     for r in run.get("rows", []):
         if r["seed"] in good and math.isfinite(r["score"]):
             best[r["seed"]] = max(best.get(r["seed"], -math.inf), r["score"])
     b = np.array(list(best.values()), float)
-    return {"scores": ok.tolist(), "diverged": int(len(scores) - len(ok)),
+    return {"scores": ok.tolist(), "diverged": int(diverged),
             "mean": float(ok.mean()) if len(ok) else math.nan,
             "std": float(ok.std()) if len(ok) else math.nan,
             "best_mean": float(b.mean()) if len(b) else math.nan,

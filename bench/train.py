@@ -107,11 +107,13 @@ def _rows(algo, dataset_id, chash, metrics, periods_done, wall, compile_s):
     seeds = metrics["score"].shape[0]
     for p in range(periods_done):
         for s in range(seeds):
-            score = float(metrics["score"][s, p])
+            ret = float(metrics["return"][s, p])
             rows.append({"algo": algo, "dataset": dataset_id, "seed": s, "config_hash": chash,
-                         "step": int(metrics["step"][s, p]), "score": score,
-                         "return": float(metrics["return"][s, p]),
-                         "diverged": not math.isfinite(score),
+                         "step": int(metrics["step"][s, p]),
+                         "score": float(metrics["score"][s, p]), "return": ret,
+                         # judged by the return: an env without an expert reference scores
+                         # NaN (no normalised score) on every finite return
+                         "diverged": not math.isfinite(ret),
                          "wall_s": round(wall[p], 2), "compile_s": round(compile_s, 2)})
     return rows
 
@@ -325,6 +327,8 @@ def _run(algo, dataset_id, seeds, config, chash, name, path, previous, ckpt_dir,
         state, metrics = tree["state"], {k: np.asarray(v) for k, v in tree["metrics"].items()}
         wall = [float(w) for w in np.asarray(tree["wall"])]
         log(f"resumed from {ckpt_dir} at step {done * config.eval_every:,d}")
+    # without an expert reference (a new env's first expert) progress is the raw return
+    measure = "score" if np.isfinite(float(env.normalize(0.0))) else "return"
     log(f"{algo} on {dataset_id} ({env.env_id}), {seeds} seeds vmapped, "
         f"{config.steps:,d} steps, config {chash}; compiled in {compile_s:.1f}s")
     t_session = time.time()
@@ -337,11 +341,12 @@ def _run(algo, dataset_id, seeds, config, chash, name, path, previous, ckpt_dir,
         wall[p] = time.time() - t_run
         checkpoint.save(ckpt_dir, p + 1, {"state": state, "metrics": metrics,
                                           "wall": np.asarray(wall)})
-        sc = metrics["score"][:, p]
+        sc = metrics[measure][:, p]
+        sc = sc[np.isfinite(sc)]
         eta = (time.time() - t_session) / (p + 1 - done) * (periods - p - 1)
-        log(f"  step {(p + 1) * config.eval_every:>9,d}/{config.steps:,d}  score "
-            f"{np.nanmean(sc):7.1f} ± {np.nanstd(sc):5.1f}  "
-            f"({wall[p]:.0f}s, ~{eta:.0f}s left)")
+        log(f"  step {(p + 1) * config.eval_every:>9,d}/{config.steps:,d}  {measure} "
+            + (f"{sc.mean():7.1f} ± {sc.std():5.1f}" if sc.size else "    nan")
+            + f"  ({wall[p]:.0f}s, ~{eta:.0f}s left)")
 
     # a seed whose state holds inf or NaN diverged, whatever its last evaluation returned
     # (an env can score a NaN action like any other)
@@ -351,6 +356,7 @@ def _run(algo, dataset_id, seeds, config, chash, name, path, previous, ckpt_dir,
         if np.issubdtype(leaf.dtype, np.floating):
             finite &= np.isfinite(leaf.reshape(seeds, -1)).all(axis=1)
     metrics["score"][~finite, periods - 1] = np.nan
+    metrics["return"][~finite, periods - 1] = np.nan
     rows = _rows(algo, dataset_id, chash, metrics, periods, wall, compile_s)
     final = [r for r in rows if r["step"] == config.steps]
     result = {
@@ -367,11 +373,11 @@ def _run(algo, dataset_id, seeds, config, chash, name, path, previous, ckpt_dir,
     }
     if jax.process_index() == 0:  # across hosts, one process writes
         sysinfo.atomic_write_text(path, json.dumps(result, indent=1))
-    scores = [r["score"] for r in final if not r["diverged"]]
+    scores = [r[measure] for r in final if not r["diverged"]]
     for r in final:
-        log(f"  seed {r['seed']}: score {r['score']:.1f}" + ("  DIVERGED" if r["diverged"]
-                                                            else ""))
-    log(f"{algo} on {dataset_id}: mean normalised score "
+        log(f"  seed {r['seed']}: {measure} {r[measure]:.1f}"
+            + ("  DIVERGED" if r["diverged"] else ""))
+    log(f"{algo} on {dataset_id}: mean {'normalised score' if measure == 'score' else 'return'} "
         f"{np.mean(scores) if scores else float('nan'):.1f} ± "
         f"{np.std(scores) if scores else float('nan'):.1f} over {len(scores)} seeds"
         + (f" ({seeds - len(scores)} diverged)" if len(scores) < seeds else "")

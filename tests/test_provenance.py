@@ -404,6 +404,26 @@ def test_a_diverged_seed_is_nan_even_where_the_env_scores_nan_actions(tmp_path, 
     assert "DIVERGED" in capsys.readouterr().out
 
 
+def test_an_env_without_an_expert_reference_reports_returns_not_divergence(
+        tmp_path, ckpts, capsys, monkeypatch):
+    # a new env's first expert (mujoco/* today) trains before there is a reference: its
+    # scores are NaN, its returns are what the run reports, and no seed is called diverged
+    import dataclasses
+
+    from envs import registry
+
+    spec, factory = registry._REGISTRY["bandit-2d"]
+    monkeypatch.setitem(registry._REGISTRY, "bandit-2d",
+                        (dataclasses.replace(spec, ref_max_score=float("nan")), factory))
+    monkeypatch.setattr(registry, "_CACHE", {})
+    assert cli(_train_argv(tmp_path / "runs")) == 0
+    res = json.loads(next((tmp_path / "runs").rglob("*.json")).read_text())
+    assert all(not f["diverged"] and f["score"] != f["score"] and np.isfinite(f["return"])
+               for f in res["final"])
+    out = capsys.readouterr().out
+    assert "mean return" in out and "return " in out and "DIVERGED" not in out
+
+
 def test_a_failed_forced_rebuild_keeps_the_old_dataset(tmp_path, monkeypatch):
     from envs.datasets import builder
 

@@ -189,7 +189,7 @@ def test_leaderboard_counts_a_diverged_seed_and_leaves_it_out_of_every_average(t
     target = s.cells[1].path(tmp_path / "runs")
     data = json.loads(target.read_text())
     kept = data["final"][0]["score"]
-    data["final"][1]["score"] = float("nan")
+    data["final"][1].update(score=float("nan"), diverged=True)
     target.write_text(json.dumps(data))
     rows = leaderboard.collect(s, tmp_path / "runs")
     assert rows[1]["diverged"] == 1 and rows[1]["scores"] == [kept]
