@@ -144,3 +144,51 @@ def test_hopper_random_policy_return_agrees_with_gymnasium():
     se = np.sqrt(ours.var() / ours.size + theirs.var() / theirs.size)
     assert abs(diff) < 2.58 * se, (ours.mean(), theirs.mean(), se)
     assert abs(ours.mean() - env.spec.ref_min_score) < 0.1  # the published reference
+
+
+@pytest.mark.slow   # two MJX compiles per task, about a minute each on 2 cores
+@pytest.mark.parametrize("name", ["Hopper-v5", "Walker2d-v5", "HalfCheetah-v5"])
+def test_solver_caps_change_no_step(name):
+    """`SOLVER_CAPS` against MuJoCo's own caps (100 Newton, 50 line-search iterations): one env
+    step from 128 states of long random-action rollouts (the robot fallen and dragged about
+    too) gives the same next state, bit for bit. Caps too low fail: (4, 8) on Walker2d errs by
+    1e-2."""
+    import mujoco
+    from mujoco import mjx
+
+    task = mujoco_envs.TASKS[name]
+    mj = mujoco.MjModel.from_xml_path(str(mujoco_envs.assets_dir() / task.xml_file))
+
+    def model(caps):
+        mj.opt.iterations, mj.opt.ls_iterations = caps
+        return mjx.put_model(mj)
+
+    def step(m, qpos, qvel, action):
+        d = mjx.forward(m, mjx.make_data(m).replace(qpos=qpos, qvel=qvel)).replace(ctrl=action)
+        return jax.lax.fori_loop(0, task.frame_skip, lambda _, d: mjx.step(m, d), d)
+
+    uncapped = model((100, 50))
+
+    def rollout(key):
+        d = mjx.make_data(uncapped)
+        qpos0 = mj.qpos0 + jax.random.uniform(key, (mj.nq,), minval=-5e-3, maxval=5e-3)
+
+        def body(carry, k):
+            qpos, qvel = carry
+            a = jax.random.uniform(k, (mj.nu,), minval=-1.0, maxval=1.0)
+            d = step(uncapped, qpos, qvel, a)
+            return (d.qpos, d.qvel), (qpos, qvel, a)
+
+        return jax.lax.scan(body, (qpos0, d.qvel), jax.random.split(key, 250))[1]
+
+    states = jax.device_get(jax.jit(jax.vmap(rollout))(jax.random.split(jax.random.PRNGKey(0), 4)))
+    pick = np.linspace(0, 4 * 250 - 1, 128).astype(int)
+    qpos, qvel, act = (np.asarray(x).reshape(4 * 250, -1)[pick] for x in states)
+    def next_state(m):
+        def one(q, v, a):
+            d = step(m, q, v, a)
+            return jax.numpy.concatenate([d.qpos, d.qvel])
+        return jax.device_get(jax.jit(jax.vmap(one))(qpos, qvel, act))
+
+    after = [next_state(m) for m in (uncapped, model(mujoco_envs.SOLVER_CAPS))]
+    np.testing.assert_array_equal(after[1], after[0])
