@@ -88,11 +88,13 @@ def cmd_envs(args):
     from envs import env_ids
 
     ids = [i for i in args.ids.split(",") if i] if args.ids else None
+    if ids == []:
+        raise UserError(f"--ids names no env id ({args.ids!r}); give e.g. --ids Pendulum-v1")
     unknown = sorted(set(ids or ()) - set(env_ids()))
     if unknown:
         raise UserError(f"unknown env id(s) {', '.join(unknown)}; known: {', '.join(env_ids())}")
     try:
-        batches = tuple(int(b) for b in args.batches.split(","))
+        batches = tuple(dict.fromkeys(int(b) for b in args.batches.split(",")))
     except ValueError:
         batches = ()
     if not batches or min(batches) < 1:

@@ -421,7 +421,9 @@ def test_an_env_without_an_expert_reference_reports_returns_not_divergence(
     assert all(not f["diverged"] and f["score"] != f["score"] and np.isfinite(f["return"])
                for f in res["final"])
     out = capsys.readouterr().out
-    assert "mean return" in out and "return " in out and "DIVERGED" not in out
+    assert "mean return" in out and "DIVERGED" not in out and "nan ± nan" not in out
+    assert any(line.lstrip().startswith("step") and "  return " in line
+               for line in out.splitlines())  # progress lines report the return
 
 
 def test_a_failed_forced_rebuild_keeps_the_old_dataset(tmp_path, monkeypatch):
@@ -447,3 +449,14 @@ def test_a_table_of_bandit_runs_only_leaves_the_runs_table_alone(tmp_path, ckpts
     assert cli(["table", "--sweep", "quick", "--runs", str(tmp_path / "runs"), "--out",
                 str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "policies.md").read_text() == "published"
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--ids", "Pendulum-v1,nope"], "unknown env id(s) nope"),
+    (["--ids", ","], "--ids names no env id"),
+    (["--batches", "1,x"], "--batches takes positive integers"),
+    (["--batches", "0"], "--batches takes positive integers"),
+])
+def test_env_table_arguments_are_checked_before_measuring(argv, needle, capsys):
+    assert cli(["envs"] + argv) == 2
+    _one_line(capsys, needle)

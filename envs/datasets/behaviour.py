@@ -1,7 +1,8 @@
 """Behaviour agents the offline datasets are generated from.
 
-- Brax and Gymnax envs: brax.training's PPO (a well-kept library), with one recipe per env id.
-  Gymnax envs enter PPO through `_as_brax_env`, a thin adapter to Brax's `Env` interface. Every
+- Brax, Gymnax and MJX (`mujoco/*`) envs: brax.training's PPO (a well-kept library), with one
+  recipe per env id. Gymnax and MJX envs enter PPO through `_as_brax_env`, a thin adapter to
+  Brax's `Env` interface. Every
   PPO evaluation point leaves a snapshot of the policy parameters; each snapshot is then
   scored in *our* env with *our* evaluation (stochastic policy, 100 episodes), which is the
   behaviour return the datasets report.
@@ -69,11 +70,13 @@ PPO_RECIPES = {
     "walker2d": PPORecipe(num_timesteps=20_000_000),
     "ant": PPORecipe(num_timesteps=20_000_000, reward_scaling=10.0),
     "inverted_pendulum": PPORecipe(num_timesteps=500_000),
-    # Gymnasium's MuJoCo v5 tasks in MJX (envs/mujoco_envs.py): trained on a GPU, where MJX
-    # runs thousands of envs at once (this CPU steps ~1.4k env-steps/s at batch 256). Brax's
-    # own PPO settings for these tasks (its locomotion configs: 2048 envs, batch 512, 32
-    # minibatches, unroll 20, entropy 1e-3; discount 0.97 and reward scale 10, halfcheetah
-    # 0.95 and 1 with 8 updates per batch) at 20M env steps, with 128x128 networks.
+    # Gymnasium's MuJoCo v5 tasks in MJX (envs/mujoco_envs.py): meant for a GPU, where MJX
+    # runs thousands of envs at once (this CPU steps 2.8k-7.7k env-steps/s at batch 256; no
+    # agent trained yet, see issue 15). Brax's halfcheetah PPO config (2048 envs, batch 512,
+    # 32 minibatches, unroll 20, 8 updates per batch, discount 0.95, reward scale 1, entropy
+    # 1e-3) at 20M env steps instead of its 50M; Hopper and Walker2d reuse it with 4 updates
+    # per batch, discount 0.97 and reward scale 10 (Brax's notebook trains those two with SAC);
+    # 128x128 networks.
     "mujoco/Hopper-v5": PPORecipe(num_timesteps=20_000_000, num_envs=2048, batch_size=512,
                                   num_minibatches=32, entropy_cost=1e-3, hidden=(128, 128)),
     "mujoco/Walker2d-v5": PPORecipe(num_timesteps=20_000_000, num_envs=2048, batch_size=512,
