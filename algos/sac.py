@@ -12,7 +12,8 @@ Follows the code SynthER's online experiments run on, REDQ's `REDQSACAgent`
 - a tanh-Gaussian actor (2 x 256 ReLU, log-std clipped to [-20, 2]) trained on
   `alpha log pi - mean_i Q_i` (the mean over the Q-networks, REDQ's choice);
 - the temperature learned (`log alpha` from 0) toward the target entropy: MBPO's per-task
-  value where it has one (hopper -1, halfcheetah -3, walker2d -3, ant -4), else `-act_dim`;
+  value where it has one (hopper -1, halfcheetah -3, walker2d -3, ant -4: the Brax ids), else
+  `-act_dim`, SAC's own default, which the MJX ids (`mujoco/Hopper-v5`, ...) use;
 - Adam 3e-4 everywhere, batch 256, discount 0.99, replay 1M;
 - uniform random actions until the buffer holds `start_steps` (5000) transitions, no updates
   before either; then `utd` updates per env step, the actor and temperature on every
