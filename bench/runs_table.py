@@ -4,8 +4,8 @@ Reads every `results/runs/<algo>/<dataset>/<config hash>.json` that `bench train
 writes `results/policies.md` and `.csv`: per dataset and algorithm, the mean and standard
 deviation across seeds of the final normalised score, the seed count and the budget. A
 diverged seed (its results file says so: a non-finite return or state) is counted and shown,
-never averaged; on an env without an expert reference the scores are NaN and shown as '-'. When one (algo, dataset) has
-several configs, each is its own row, named by its hash.
+never averaged; on an env without an expert reference the scores are NaN and shown as '-'.
+When one (algo, dataset) has several configs, each is its own row, named by its hash.
 """
 from __future__ import annotations
 
@@ -61,10 +61,10 @@ def load_runs(root: Path) -> List[dict]:
 def final_scores(run: dict) -> dict:
     """A results file's final scores: the finite ones (`scores`), their mean and std, and how
     many seeds diverged (the file's flags; a NaN score in files without them), which are
-    counted and never averaged. Beside them the best
-    evaluation of each seed over training (`best_mean`, `best_std` over the seeds that did not
-    diverge), for comparison with papers that report best-of-training (Diffusion-QL's online
-    model selection); the leaderboard ranks by the final score."""
+    counted and never averaged. Beside them the best evaluation of each seed over training
+    (`best_mean`, `best_std` over the seeds that did not diverge), for comparison with papers
+    that report best-of-training (Diffusion-QL's online model selection); the leaderboard
+    ranks by the final score."""
     scores = np.array([f["score"] for f in run["final"]], float)
     ok = scores[np.isfinite(scores)]
     good = {f["seed"] for f in run["final"] if math.isfinite(f["score"])}
