@@ -132,19 +132,23 @@ def cmd_data_agent(args):
     from envs.datasets import behaviour
 
     env = registry.make(args.env)
-    if env.env_id not in behaviour.PPO_RECIPES:
-        raise UserError(f"{args.env} has no PPO recipe; envs with one: "
-                        f"{', '.join(behaviour.PPO_RECIPES)}")
-    recipe = behaviour.PPO_RECIPES[env.env_id]
+    if env.env_id not in behaviour.RECIPES:
+        raise UserError(f"{args.env} has no behaviour-agent recipe; envs with one: "
+                        f"{', '.join(behaviour.RECIPES)}")
+    recipe = behaviour.RECIPES[env.env_id]
     committed = None if args.retrain else behaviour.load_agent(
         behaviour.REPO_AGENTS, env.env_id, args.seed, recipe)  # --retrain repairs a bad one
     if committed is not None:
         print(f"{behaviour.agent_path(behaviour.REPO_AGENTS, env.env_id, args.seed, recipe)} is "
               f"committed already (sha256 {committed.sha256[:12]}); --retrain replaces it")
         return
-    agent = (behaviour.train_ppo(env, args.seed) if args.retrain
-             else behaviour.ppo_agent(env, args.seed))
+    agent = (behaviour.train_agent(env, args.seed, restart=True) if args.retrain
+             else behaviour.trained_agent(env, args.seed))
     path = behaviour.save_agent(behaviour.REPO_AGENTS, agent, args.seed, recipe)
+    if isinstance(recipe, behaviour.SACRecipe):  # its training state is no longer needed
+        import shutil
+
+        shutil.rmtree(behaviour.sac_checkpoint(env.env_id, args.seed), ignore_errors=True)
     best = max(agent.returns)
     print(f"{path} (and .json): {len(agent.steps)} snapshots, best return {best:.1f} "
           f"(normalised {float(env.normalize(best)):.1f}); commit it so fresh clones build "
@@ -369,8 +373,9 @@ def parser():
     sb.add_argument("--seed", type=int, default=0)
     sb.add_argument("--force", action="store_true", help="remake it")
     sb.set_defaults(fn=cmd_data_subset)
-    ag = d.add_parser("agent", help="train (or load) an env's PPO behaviour agent and write it "
-                      "to envs/datasets/agents/, the copy a fresh clone builds datasets from")
+    ag = d.add_parser("agent", help="train (or load) an env's behaviour agent (PPO or SAC) and "
+                      "write it to envs/datasets/agents/, the copy a fresh clone builds "
+                      "datasets from")
     ag.add_argument("--env", required=True)
     ag.add_argument("--seed", type=int, default=0)
     ag.add_argument("--retrain", action="store_true",

@@ -2,9 +2,9 @@
 
 A sweep file holds an optional `description`, an optional `include` (other sweep files, by
 name or path relative to this one, whose cells come first; `{ sweep = "bandit", skip =
-["Diffusion-QL"] }` leaves methods out), an optional `data_tier` (the
-size at which missing datasets are built: "quick", the default, or "full"), `[[group]]`
-tables and an optional `[leaderboard]` table:
+["Diffusion-QL"] }` leaves methods out), an optional `data_tier` (the size at which missing
+datasets are built: "quick", the default, "medium" or "full"), `[[group]]` tables and an
+optional `[leaderboard]` table:
 
     [[group]]
     algos = ["bc", "diffusion_ql"]          # algorithm modules (algos.ALGOS)
@@ -43,6 +43,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import algos
 from algos.config import ConfigError, flatten
 from bench import train
+from envs.datasets.builder import TIERS
 
 SWEEPS = Path(__file__).resolve().parent / "sweeps"
 TOP_KEYS = {"description", "include", "data_tier", "group", "leaderboard"}
@@ -341,8 +342,9 @@ def load(name_or_path) -> Sweep:
             raise SweepError(f"{path.name}: leaderboard.compare entry {pair!r} must be a pair "
                              f"of methods of the sweep: {', '.join(sorted(labels))}")
     tier = doc.get("data_tier", "quick")
-    if tier not in ("quick", "full"):
-        raise SweepError(f"{path.name}: data_tier must be \"quick\" or \"full\", got {tier!r}")
+    if tier not in TIERS:
+        raise SweepError(f"{path.name}: data_tier must be one of {', '.join(TIERS)}, got "
+                         f"{tier!r}")
     return Sweep(path.stem, path, str(doc.get("description", "")), tuple(cells),
                  tuple(tuple(p) for p in compare), tier)
 

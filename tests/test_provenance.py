@@ -1,11 +1,13 @@
 """Provenance and faults: every results file names the data, code and hardware behind it; other
 data, damaged files, concurrent runs and bad arguments end in one line (exit 2) or a rerun,
 never in a traceback, a reused result or a wrong number."""
+import dataclasses
 import json
 import os
 import shutil
 from pathlib import Path
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -17,6 +19,7 @@ from bench import train as bench_train
 from bench.cli import main as cli
 from envs import datasets
 from envs.datasets import behaviour, minari_io
+from envs.registry import make
 
 BANDIT = "jaxrl/bandit/multimodal-v0"
 SETS = {"eval_every": "3", "eval_episodes": "2", "hidden": "32,32", "batch_size": "32"}
@@ -193,7 +196,7 @@ def test_a_second_run_of_the_same_cell_says_it_is_running(tmp_path, ckpts, capsy
 
 # --- datasets and behaviour agents ------------------------------------------------------------
 def test_committed_agents_are_intact_and_a_damaged_one_is_named(tmp_path):
-    for env_id, recipe in behaviour.PPO_RECIPES.items():
+    for env_id, recipe in behaviour.RECIPES.items():
         path = behaviour.agent_path(behaviour.REPO_AGENTS, env_id, 0, recipe)
         if not path.exists():
             continue
@@ -215,6 +218,56 @@ def test_committed_agents_are_intact_and_a_damaged_one_is_named(tmp_path):
         behaviour.load_agent(tmp_path, "Pendulum-v1", 0, pend)
     # agents trained for a datasets root live inside it: two roots never share them
     assert behaviour.behaviour_root().parent == datasets.datasets_root()
+
+
+def test_sac_agent_resumes_bit_for_bit_and_keeps_the_snapshots_its_levels_use(monkeypatch,
+                                                                             tmp_path):
+    recipe = behaviour.SACRecipe(num_timesteps=300, snapshot_every=100, overrides=(
+        ("start_steps", 50), ("hidden", (16, 16)), ("batch_size", 16)))
+    monkeypatch.setitem(behaviour.RECIPES, "Pendulum-v1", recipe)
+    env = make("Pendulum-v1")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "a"))
+    whole = behaviour.train_sac(env, 0, log=lambda m: None)
+    assert whole.steps == [100, 200, 300]
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(line):
+        if "200 env steps" in line:
+            raise Stop
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "b"))
+    with pytest.raises(Stop):
+        behaviour.train_sac(env, 0, log=stop_after_two)
+    lines = []
+    resumed = behaviour.train_sac(env, 0, log=lines.append)
+    assert any("resumed at 200 env steps" in m for m in lines)
+    assert sum("env steps," in m for m in lines) == 1  # only the third period ran again
+    for a, b in zip(whole.params, resumed.params):
+        chex.assert_trees_all_equal(a, b)
+    assert resumed.returns == whole.returns
+
+    # the stored agent keeps the snapshots up to the expert one (medium-replay, expert) only
+    agent = dataclasses.replace(whole, steps=[100, 200, 300, 400],
+                                params=whole.params + [whole.params[0]],
+                                returns=[-1500.0, -1000.0, -300.0, -800.0])
+    assert behaviour.level_snapshots(env, agent.returns) == {
+        "medium": [1], "expert": [2], "medium-expert": [1, 2], "medium-replay": [0, 1]}
+    path = behaviour.save_agent(tmp_path, agent, 0, recipe)
+    assert "-sac-" in path.name
+    info = json.loads(path.with_suffix(".json").read_text())
+    assert info["stored_snapshots"] == [0, 1, 2] and info["algorithm"].startswith("SAC")
+    back = behaviour.load_agent(tmp_path, "Pendulum-v1", 0, recipe)
+    assert back.params[3] is None and back.returns == agent.returns
+    for i in range(3):
+        chex.assert_trees_all_equal(back.params[i], agent.params[i])
+    # the datasets roll out the stored actors; a medium-replay dataset names SAC
+    monkeypatch.setattr(behaviour, "trained_agent", lambda env, seed, log: back)
+    ds = datasets.build("Pendulum-v1", "medium-replay", n_transitions=400, log=lambda m: None)
+    meta = datasets.load(ds).metadata["diffrl"]
+    assert meta["behaviour"]["policy"].startswith("SAC")
+    assert [s["at"] for s in meta["behaviour"]["snapshots"]] == [100, 200]
 
 
 def test_ppo_datasets_come_from_the_committed_agent_and_are_reproducible(monkeypatch, tmp_path):

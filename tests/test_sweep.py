@@ -92,6 +92,8 @@ def test_groups_expand_to_cells_and_settings_reach_the_config(tmp_path):
      "skips 'Nope', which it does not have"),
     ("include = [{ sweep = 's', except = [] }]\n", "an include is a sweep name or"),
     ("description = 'nothing'\n", "no cells"),
+    ("data_tier = 'huge'\n[[group]]\nalgos=['bc']\ndatasets=['jaxrl/bandit/multimodal-v0']\n"
+     "seeds=5\n", "data_tier must be one of quick, medium, full, got 'huge'"),
 ])
 def test_malformed_sweep_files_are_one_line_errors(tmp_path, capsys, text, expect):
     path = _write(tmp_path, text)

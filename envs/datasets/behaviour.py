@@ -31,6 +31,7 @@ import dataclasses
 import functools
 import hashlib
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, List, Optional
@@ -74,11 +75,10 @@ PPO_RECIPES = {
     # runs thousands of envs at once (this CPU steps 2.8k-7.7k env-steps/s at batch 256; no
     # agent trained yet, see issue 15). Brax's halfcheetah PPO config (2048 envs, batch 512,
     # 32 minibatches, unroll 20, 8 updates per batch, discount 0.95, reward scale 1, entropy
-    # 1e-3) at 20M env steps instead of its 50M; Hopper and Walker2d reuse it with 4 updates
-    # per batch, discount 0.97 and reward scale 10 (Brax's notebook trains those two with SAC);
-    # 128x128 networks.
-    "mujoco/Hopper-v5": PPORecipe(num_timesteps=20_000_000, num_envs=2048, batch_size=512,
-                                  num_minibatches=32, entropy_cost=1e-3, hidden=(128, 128)),
+    # 1e-3) at 20M env steps instead of its 50M; Walker2d reuses it with 4 updates per batch,
+    # discount 0.97 and reward scale 10 (Brax's notebook trains it with SAC); 128x128
+    # networks. Hopper-v5's agent is our SAC (`SAC_RECIPES`), which reaches an expert on the
+    # CPU.
     "mujoco/Walker2d-v5": PPORecipe(num_timesteps=20_000_000, num_envs=2048, batch_size=512,
                                     num_minibatches=32, entropy_cost=1e-3, hidden=(128, 128)),
     "mujoco/HalfCheetah-v5": PPORecipe(num_timesteps=20_000_000, num_envs=2048,
@@ -87,6 +87,39 @@ PPO_RECIPES = {
                                        reward_scaling=1.0, entropy_cost=1e-3,
                                        hidden=(128, 128)),
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class SACRecipe:
+    """Our SAC (`algos/sac.py`, REDQ's settings) for `num_timesteps` env steps with these
+    `algos.sac.Config` overrides; the actor is kept every `snapshot_every` env steps."""
+    num_timesteps: int
+    snapshot_every: int = 25_000
+    overrides: tuple = ()  # ((Config field, value), ...)
+
+    def config(self):
+        from algos import sac
+
+        return sac.Config(steps=self.num_timesteps, eval_every=self.snapshot_every,
+                          eval_episodes=10, **dict(self.overrides))
+
+
+# MJX Hopper-v5: measured, 300k env steps reach a return of 3,309 (best evaluation 3,451) in
+# 25 minutes on 2 CPU cores (results/experts/README.md).
+SAC_RECIPES = {"mujoco/Hopper-v5": SACRecipe(num_timesteps=300_000)}
+
+# Every env's trained behaviour agent: a PPO or a SAC recipe.
+RECIPES = {**PPO_RECIPES, **SAC_RECIPES}
+
+
+def algo_name(recipe) -> str:
+    """'ppo' or 'sac': the file-name tag of an agent of `recipe`."""
+    return "sac" if isinstance(recipe, SACRecipe) else "ppo"
+
+
+def algo_label(recipe) -> str:
+    return ("SAC (algos/sac.py)" if isinstance(recipe, SACRecipe)
+            else "brax.training PPO")
 
 
 # Envs whose behaviour agent is a scripted controller mixed with random actions at these rates.
@@ -203,14 +236,38 @@ def make_ppo_act(env: Env, recipe: PPORecipe, deterministic: bool = False):
     return act
 
 
+def make_sac_act(env: Env, recipe: SACRecipe):
+    """`act(actor_params, obs, key) -> action` (env units): the SAC actor's tanh-Gaussian
+    sample, as it acts while collecting its own data."""
+    from algos import sac
+    from algos.nets import tanh_gaussian_sample
+
+    actor, _ = sac._nets(recipe.config(), env.spec.act_dim)
+
+    def act(params, obs, key):
+        mean, log_std = actor.apply(params, obs)
+        a, _ = tanh_gaussian_sample(key, mean, log_std)
+        return sac._to_env(env.spec, a)
+
+    return act
+
+
+def make_agent_act(env: Env, recipe):
+    """The behaviour policy `act(params, obs, key)` of an agent of `recipe` (stochastic)."""
+    if isinstance(recipe, SACRecipe):
+        return make_sac_act(env, recipe)
+    return make_ppo_act(env, recipe)
+
+
 @dataclasses.dataclass
 class TrainedAgent:
     env_id: str
-    steps: List[float]         # each snapshot's label: PPO env steps, or scripted random rate
-    params: List[Any]          # PPO (normalizer, policy, value) params per snapshot
+    steps: List[float]         # each snapshot's label: env steps, or scripted random rate
+    params: List[Any]          # per snapshot: PPO (normalizer, policy, value), SAC's actor;
+                               # None where a stored SAC agent keeps no snapshot
     returns: List[float]       # our evaluation of each snapshot: mean return, 100 episodes
     train_seconds: float
-    sha256: Optional[str] = None   # of the stored arrays (PPO agents)
+    sha256: Optional[str] = None   # of the stored arrays (trained agents)
     source: str = ""               # where it came from: the repo, a datasets root, trained now
 
 
@@ -222,18 +279,34 @@ def _brax_env(env: Env):
     return _as_brax_env(env)
 
 
-def ppo_agent(env: Env, seed: int, log: Callable[[str], None] = print) -> TrainedAgent:
-    """The env's PPO agent for `seed`: committed in the repo, saved in this datasets root, or
-    trained now (and saved there)."""
-    recipe = PPO_RECIPES[env.env_id]
+def trained_agent(env: Env, seed: int, log: Callable[[str], None] = print) -> TrainedAgent:
+    """The env's PPO or SAC agent for `seed`: committed in the repo, saved in this datasets
+    root, or trained now (and saved there)."""
+    recipe = RECIPES[env.env_id]
     for folder in (REPO_AGENTS, behaviour_root()):
         saved = load_agent(folder, env.env_id, seed, recipe)
         if saved is not None:
-            log(f"  {env.env_id}: PPO agent {saved.source} (sha256 {saved.sha256[:12]})")
+            log(f"  {env.env_id}: {algo_name(recipe).upper()} agent {saved.source} "
+                f"(sha256 {saved.sha256[:12]})")
             return saved
-    agent = train_ppo(env, seed, log)
+    agent = train_agent(env, seed, log)
     save_agent(behaviour_root(), agent, seed, recipe)
+    shutil.rmtree(sac_checkpoint(env.env_id, seed), ignore_errors=True)
     return load_agent(behaviour_root(), env.env_id, seed, recipe)
+
+
+def train_agent(env: Env, seed: int, log: Callable[[str], None] = print,
+                restart: bool = False) -> TrainedAgent:
+    """Train the env's recipe (PPO or SAC) and score its snapshots; saved nowhere (a SAC
+    training resumes from its checkpoint unless `restart`)."""
+    if isinstance(RECIPES[env.env_id], SACRecipe):
+        return train_sac(env, seed, log, restart)
+    return train_ppo(env, seed, log)
+
+
+def sac_checkpoint(env_id: str, seed: int) -> Path:
+    """Where a SAC agent's training keeps its resumable state (deleted once it is saved)."""
+    return agent_path(behaviour_root(), env_id, seed, RECIPES[env_id]).with_suffix(".ckpt")
 
 
 def train_ppo(env: Env, seed: int, log: Callable[[str], None] = print) -> TrainedAgent:
@@ -266,40 +339,106 @@ def train_ppo(env: Env, seed: int, log: Callable[[str], None] = print) -> Traine
             value_hidden_layer_sizes=recipe.hidden),
         progress_fn=progress, policy_params_fn=keep)
     train_seconds = time.time() - t0
-    returns = score_snapshots(env, recipe, [p for _, p in snapshots], seed)
-    agent = TrainedAgent(env.env_id, [s for s, _ in snapshots], [p for _, p in snapshots],
-                         [float(r) for r in returns], train_seconds)
+    return _scored(env, recipe, [s for s, _ in snapshots], [p for _, p in snapshots], seed,
+                   train_seconds, log)
+
+
+def train_sac(env: Env, seed: int, log: Callable[[str], None] = print,
+              restart: bool = False) -> TrainedAgent:
+    """Train the env's SAC recipe with the suite's own loop, keeping the actor every
+    `snapshot_every` env steps, then score every snapshot in our env (nothing saved but the
+    run's checkpoint: `<datasets root>/.behaviour/<agent name>.ckpt/`, written after each
+    snapshot, so an interrupted training resumes where it stopped).
+
+    The program is the one `python -m bench train --algo sac --env ENV --seeds 1` runs (a seed
+    axis of one, evaluated by `run_seeds`): the floats of a vmapped and an unvmapped program
+    differ, and SAC's training amplifies the difference into another run, so this way the
+    agent is the run whose curve `results/experts/` publishes (same config hash, same key)."""
+    from algos import checkpoint, sac
+    from envs.evaluation import default_seed_batch
+
+    recipe = RECIPES[env.env_id]
+    config = recipe.config()
+    train = sac.make_train(config, None, env)
+    periods = train.periods
+    ckpt = sac_checkpoint(env.env_id, seed)
+    if restart:
+        shutil.rmtree(ckpt, ignore_errors=True)
+    # jitted: every leaf an array (a Python int in an env state would restore as int64)
+    state = jax.jit(train.init_seeds)(jax.vmap(jax.random.PRNGKey)(jnp.array([seed])))
+    tree = {"state": state, "seconds": jnp.zeros((), jnp.float32),
+            "snapshots": jax.tree.map(lambda x: jnp.zeros((periods,) + x.shape[1:], x.dtype),
+                                      state.algo.actor)}
+    with checkpoint.lock(ckpt, f"training the SAC agent of {env.env_id}"):
+        done, tree = checkpoint.restore(ckpt, tree) or (0, tree)
+        if done:
+            log(f"  {env.env_id} SAC: resumed at {done * recipe.snapshot_every:,d} env steps "
+                f"from {ckpt}")
+        run = jax.jit(lambda s: train.run_seeds(s, 1, default_seed_batch()))
+        for i in range(done, periods):
+            t0 = time.time()
+            state, metrics = jax.block_until_ready(run(tree["state"]))
+            tree = {"state": state, "seconds": tree["seconds"] + (time.time() - t0),
+                    "snapshots": jax.tree.map(lambda all_, a: all_.at[i].set(a[0]),
+                                              tree["snapshots"], state.algo.actor)}
+            checkpoint.save(ckpt, i + 1, tree)
+            log(f"  {env.env_id} SAC: {(i + 1) * recipe.snapshot_every:>9,d} env steps, "
+                f"{float(tree['seconds']):6.0f}s, return {float(metrics['return'][0, 0]):.1f} "
+                "(mean action, 10 episodes)")
+    snaps = jax.device_get(tree["snapshots"])
+    return _scored(env, recipe, [(i + 1) * recipe.snapshot_every for i in range(periods)],
+                   [jax.tree.map(lambda x: x[i], snaps) for i in range(periods)], seed,
+                   float(tree["seconds"]), log)
+
+
+def _scored(env, recipe, steps, params, seed, train_seconds, log) -> TrainedAgent:
+    returns = score_snapshots(env, recipe, params, seed)
+    agent = TrainedAgent(env.env_id, steps, params, [float(r) for r in returns],
+                         train_seconds)
     for s, r in zip(agent.steps, agent.returns):
         log(f"  {env.env_id} snapshot at {s:>9,d} steps: return {r:.1f} "
             f"(normalised {float(env.normalize(r)):.1f})")
     return agent
 
 
-def score_snapshots(env: Env, recipe: PPORecipe, params_list, seed: int, episodes: int = 100):
+def level_snapshots(env: Env, returns) -> dict:
+    """The snapshots each D4RL level rolls out: `expert` the best, `medium` the one (up to
+    the best) whose return is closest to a third of the way from random to the best,
+    `medium-replay` every one up to the medium one, `medium-expert` medium and expert."""
+    i_exp = int(np.argmax(returns))
+    target = env.spec.ref_min_score + (returns[i_exp] - env.spec.ref_min_score) / 3
+    i_med = int(np.argmin([abs(r - target) for r in returns[:i_exp + 1]]))
+    return {"medium": [i_med], "expert": [i_exp], "medium-expert": [i_med, i_exp],
+            "medium-replay": list(range(i_med + 1))}
+
+
+def score_snapshots(env: Env, recipe, params_list, seed: int, episodes: int = 100):
     """Mean return of each snapshot's stochastic policy, over `episodes` episodes."""
     from envs.evaluation import make_evaluate
 
-    act = make_ppo_act(env, recipe)
+    act = make_agent_act(env, recipe)
     run = jax.jit(make_evaluate(act, env, episodes, stateful=True))
     key = jax.random.PRNGKey(seed + 1)
     return [float(run(p, key)[0].mean()) for p in params_list]
 
 
 # --- persistence (numpy arrays + JSON) ------------------------------------------------------
-def recipe_hash(recipe: PPORecipe) -> str:
+def recipe_hash(recipe) -> str:
     return hashlib.sha256(repr(dataclasses.astuple(recipe)).encode()).hexdigest()[:8]
 
 
-def agent_path(folder: Path, env_id: str, seed: int, recipe: PPORecipe) -> Path:
-    """`<folder>/<env id>-ppo-<recipe hash>-seed<seed>.npz` (its JSON beside it); a '/' in
-    the id (`mujoco/Hopper-v5`) becomes '_', so every agent lies flat in its folder."""
+def agent_path(folder: Path, env_id: str, seed: int, recipe) -> Path:
+    """`<folder>/<env id>-<ppo|sac>-<recipe hash>-seed<seed>.npz` (its JSON beside it); a
+    '/' in the id (`mujoco/Hopper-v5`) becomes '_', so every agent lies flat in its folder."""
     name = env_id.replace("/", "_")
-    return Path(folder) / f"{name}-ppo-{recipe_hash(recipe)}-seed{seed}.npz"
+    return Path(folder) / f"{name}-{algo_name(recipe)}-{recipe_hash(recipe)}-seed{seed}.npz"
 
 
 def _flat(params_list) -> dict:
     out = {}
     for i, p in enumerate(params_list):
+        if p is None:
+            continue
         for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(p))[0]:
             out[f"{i}{jax.tree_util.keystr(path)}"] = np.asarray(leaf)
     return out
@@ -314,30 +453,39 @@ def _arrays_sha256(arrays: dict) -> str:
     return h.hexdigest()
 
 
-def save_agent(folder: Path, agent: TrainedAgent, seed: int, recipe: PPORecipe) -> Path:
-    """Write the agent's snapshots (`.npz`) and what describes them (`.json`), atomically."""
+def save_agent(folder: Path, agent: TrainedAgent, seed: int, recipe) -> Path:
+    """Write the agent's snapshots (`.npz`) and what describes them (`.json`), atomically.
+
+    A SAC agent keeps only the snapshots its datasets roll out (`level_snapshots`; its
+    actors are 280 kB each); every snapshot's return stays in the JSON."""
     import json
 
     from bench.sysinfo import atomic_write_text, hardware, versions
 
     path = agent_path(folder, agent.env_id, seed, recipe)
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = _flat(agent.params)
+    params = list(agent.params)
+    if isinstance(recipe, SACRecipe):
+        from envs.registry import make
+
+        keep = set(sum(level_snapshots(make(agent.env_id), agent.returns).values(), []))
+        params = [p if i in keep else None for i, p in enumerate(params)]
+    arrays = _flat(params)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
     np.savez(tmp, **arrays)
     os.replace(tmp, path)
     atomic_write_text(path.with_suffix(".json"), json.dumps({
-        "env_id": agent.env_id, "seed": seed, "algorithm": "brax.training PPO",
+        "env_id": agent.env_id, "seed": seed, "algorithm": algo_label(recipe),
         "recipe": dataclasses.asdict(recipe), "recipe_hash": recipe_hash(recipe),
         "snapshot_env_steps": agent.steps, "snapshot_returns": agent.returns,
+        "stored_snapshots": [i for i, p in enumerate(params) if p is not None],
         "train_seconds": round(agent.train_seconds, 1), "sha256": _arrays_sha256(arrays),
-        "trained_on": hardware(), "versions": versions(("jax", "jaxlib", "brax"))},
+        "trained_on": hardware(), "versions": versions(("jax", "jaxlib", "brax", "mujoco-mjx"))},
         indent=1))
     return path
 
 
-def load_agent(folder: Path, env_id: str, seed: int,
-               recipe: PPORecipe) -> Optional[TrainedAgent]:
+def load_agent(folder: Path, env_id: str, seed: int, recipe) -> Optional[TrainedAgent]:
     """The agent stored in `folder` for this env, seed and recipe, or None; a stored agent
     that cannot be read or fails its SHA-256 is a one-line `DatasetError`."""
     import json
@@ -361,7 +509,11 @@ def load_agent(folder: Path, env_id: str, seed: int,
     template = _params_template(env_id, recipe)
     leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
     params = []
+    stored = set(info.get("stored_snapshots", range(len(info["snapshot_env_steps"]))))
     for i in range(len(info["snapshot_env_steps"])):
+        if i not in stored:
+            params.append(None)
+            continue
         try:
             params.append(jax.tree_util.tree_unflatten(
                 treedef, [arrays[f"{i}{jax.tree_util.keystr(p)}"] for p, _ in leaves]))
@@ -373,8 +525,16 @@ def load_agent(folder: Path, env_id: str, seed: int,
                         info["train_seconds"], info["sha256"], where)
 
 
-def _params_template(env_id: str, recipe: PPORecipe):
-    """The pytree structure PPO hands to `policy_params_fn`: (normalizer, policy, value)."""
+def _params_template(env_id: str, recipe):
+    """A snapshot's pytree: SAC's actor params, or what PPO hands to `policy_params_fn`,
+    (normalizer, policy, value)."""
+    if isinstance(recipe, SACRecipe):
+        from algos import sac
+        from envs.registry import spec
+
+        actor, _ = sac._nets(recipe.config(), spec(env_id).act_dim)
+        return jax.device_get(actor.init(jax.random.PRNGKey(0),
+                                         jnp.zeros((1, spec(env_id).obs_dim))))
     from brax.training import types  # noqa: F401  (keeps brax's pytree registrations)
     from brax.training.acme import running_statistics, specs
 

@@ -1,13 +1,18 @@
 """Building D4RL-style offline datasets from our behaviour agents.
 
-Quality levels (D4RL's, Fu et al. 2020):
+Quality levels (D4RL's, Fu et al. 2020), from the snapshots of the env's behaviour agent
+(`envs.datasets.behaviour`: brax.training's PPO, or our SAC on the MJX ids), each acting with
+its stochastic policy, as the agent acts while it learns (`behaviour.level_snapshots` picks
+the snapshots):
 - `random`: uniform random actions;
-- `medium`: the PPO snapshot whose return is closest to a third of the way from random to
+- `medium`: the snapshot whose return is closest to a third of the way from random to
   expert (normalised score ~33);
-- `expert`: the best PPO snapshot of the env's recipe (it defines `ref_max_score`);
+- `expert`: the best snapshot of the env's recipe (it defines `ref_max_score`);
 - `medium-replay`: what the agent produced while learning up to the medium snapshot: equal
-  shares of rollouts of every snapshot from the first to the medium one (PPO keeps no replay
-  buffer, so its training history is replayed from its snapshots);
+  shares of rollouts of every snapshot from the first to the medium one. D4RL keeps SAC's
+  replay buffer itself; the committed agents keep snapshots, not buffers, so the training
+  history is replayed from them (a deviation: no random-action warm-up, and each snapshot's
+  share is equal where a buffer's follows the steps between snapshots, which are equal too);
 - `medium-expert`: half `medium`, half `expert`.
 Maze2D has one level per layout: long trajectories of the waypoint controller towards goals
 drawn at random among the free cells, redrawn whenever reached, with N(0, 0.3^2) action noise.
@@ -42,10 +47,11 @@ MAZE_NOISE = 0.3
 # Dataset slug (the middle part of `jaxrl/<slug>/<level>-v0`) of each env id.
 SLUGS = {"Pendulum-v1": "pendulum", "MountainCarContinuous-v0": "mountaincar",
          "hopper": "hopper", "halfcheetah": "halfcheetah", "walker2d": "walker2d",
-         "ant": "ant", "inverted_pendulum": "inverted_pendulum"}
+         "ant": "ant", "inverted_pendulum": "inverted_pendulum",
+         "mujoco/Hopper-v5": "mujoco/hopper"}
 
-# Transitions per dataset in each tier (D4RL sizes for `full`).
-SIZES = {"quick": 100_000, "full": 1_000_000}
+# Transitions per dataset in each tier (D4RL sizes for `medium`, the MuJoCo tier, and `full`).
+SIZES = {"quick": 100_000, "medium": 1_000_000, "full": 1_000_000}
 MAZE_FULL_SIZES = {"umaze": 1_000_000, "medium": 2_000_000, "large": 4_000_000}
 
 TIERS = {
@@ -55,8 +61,12 @@ TIERS = {
     + [("maze2d-umaze", "umaze"), ("maze2d-medium", "medium")]
     + [("hopper", lvl) for lvl in ("medium", "medium-replay", "medium-expert")]
     + [("bandit-2d", BANDIT_LEVEL)],
+    # gymnasium's MuJoCo tasks in MJX, from the agents that reach published returns (issue
+    # 15: Walker2d-v5 joins when its agent does)
+    "medium": [("mujoco/Hopper-v5", lvl) for lvl in PPO_LEVELS],
     "full": [(e, lvl) for e in ("hopper", "halfcheetah", "walker2d", "ant",
-                                 "inverted_pendulum", "Pendulum-v1", "MountainCarContinuous-v0")
+                                 "inverted_pendulum", "Pendulum-v1", "MountainCarContinuous-v0",
+                                 "mujoco/Hopper-v5")
              for lvl in PPO_LEVELS]
     + [(f"maze2d-{m}", m) for m in MAZE_LEVELS] + [("bandit-2d", BANDIT_LEVEL)],
 }
@@ -277,18 +287,14 @@ def build(env_id: str, level: str, seed: int = 0, tier: str = "quick",
             algorithm = "energy-pumping controller mixed with uniform random actions"
             about = {"random_action_rates": list(behaviour.SCRIPTED_RANDOM_RATES)}
         else:
-            recipe = behaviour.PPO_RECIPES[env_id]
-            agent = behaviour.ppo_agent(env, seed, log=log)
-            act = behaviour.make_ppo_act(env, recipe)
-            algorithm = "brax.training PPO"
+            recipe = behaviour.RECIPES[env_id]
+            agent = behaviour.trained_agent(env, seed, log=log)
+            act = behaviour.make_agent_act(env, recipe)
+            algorithm = behaviour.algo_label(recipe)
             about = {"recipe": dataclasses.asdict(recipe),
                      "recipe_hash": behaviour.recipe_hash(recipe),
                      "agent_sha256": agent.sha256, "agent_source": agent.source}
-        i_exp = int(np.argmax(agent.returns))
-        target = env.spec.ref_min_score + (agent.returns[i_exp] - env.spec.ref_min_score) / 3
-        i_med = int(np.argmin([abs(r - target) for r in agent.returns[:i_exp + 1]]))
-        chosen = {"medium": [i_med], "expert": [i_exp], "medium-expert": [i_med, i_exp],
-                  "medium-replay": list(range(i_med + 1))}[level]
+        chosen = behaviour.level_snapshots(env, agent.returns)[level]
         share = -(-n_transitions // len(chosen))
         episodes = []
         for j, i in enumerate(chosen):
