@@ -193,3 +193,25 @@ def test_solver_caps_change_no_step(name):
     after = [next_state(m) for m in (uncapped, model(mujoco_envs.SOLVER_CAPS), model((1, 4)))]
     np.testing.assert_array_equal(after[1], after[0])
     assert np.abs(after[2] - after[0]).max() > 1e-3
+
+
+@pytest.mark.slow   # two 1000-step MJX episode loops of 20 lanes, about a minute on 2 cores
+def test_the_committed_hopper_agent_is_an_expert_and_its_medium_is_not():
+    """The SAC behaviour agent committed for `mujoco/Hopper-v5`: its expert snapshot, acting
+    as the datasets' behaviour policy does, scores near the env's expert reference (its own
+    100-episode return), and the medium snapshot about a third of it."""
+    from envs.datasets import behaviour
+
+    env = envs.make("mujoco/Hopper-v5")
+    recipe = behaviour.RECIPES[env.env_id]
+    agent = behaviour.load_agent(behaviour.REPO_AGENTS, env.env_id, 0, recipe)
+    assert agent is not None, "the Hopper-v5 agent is committed"
+    act = behaviour.make_agent_act(env, recipe)
+    levels = behaviour.level_snapshots(env, agent.returns)
+    scores = {}
+    for level in ("expert", "medium"):
+        returns = envs.evaluate(act, env, jax.random.PRNGKey(7), 20,
+                                policy_state=agent.params[levels[level][0]])["returns"]
+        scores[level] = float(env.normalize(np.mean(np.asarray(returns))))
+    assert scores["expert"] > 85, scores
+    assert 15 < scores["medium"] < 50, scores
