@@ -379,7 +379,8 @@ def parser():
     ag.add_argument("--env", required=True)
     ag.add_argument("--seed", type=int, default=0)
     ag.add_argument("--retrain", action="store_true",
-                    help="train again even if the repo or this datasets root has one")
+                    help="train again, from the start, even if the repo or this datasets root "
+                    "has one")
     ag.set_defaults(fn=cmd_data_agent)
     sp = sub.add_parser("speed", help="throughput benchmarks (compile cache off)")
     sp.add_argument("what", choices=["diffusion", "policies", "planners", "synther"])
@@ -434,7 +435,8 @@ def parser():
     sw = sub.add_parser("sweep", help="run a sweep's cells (skipping finished ones, resuming "
                         "interrupted ones), then write its leaderboard")
     sw.add_argument("sweep", nargs="?", default="quick",
-                    help="a name under bench/sweeps/ (quick, full, policies, bandit) or a .toml")
+                    help="a name under bench/sweeps/ (quick, medium, full, policies, ...) or a "
+                    ".toml")
     _results_args(sw)
     sw.add_argument("--force", action="store_true", help="retrain every cell")
     sw.set_defaults(fn=cmd_sweep)

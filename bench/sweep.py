@@ -342,7 +342,7 @@ def load(name_or_path) -> Sweep:
             raise SweepError(f"{path.name}: leaderboard.compare entry {pair!r} must be a pair "
                              f"of methods of the sweep: {', '.join(sorted(labels))}")
     tier = doc.get("data_tier", "quick")
-    if tier not in TIERS:
+    if not isinstance(tier, str) or tier not in TIERS:
         raise SweepError(f"{path.name}: data_tier must be one of {', '.join(TIERS)}, got "
                          f"{tier!r}")
     return Sweep(path.stem, path, str(doc.get("description", "")), tuple(cells),

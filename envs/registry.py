@@ -83,8 +83,8 @@ for _name, _backend, _obs, _act, _lo, _hi, _how in [
 # Gymnasium's MuJoCo v5 tasks in MJX (envs/mujoco_envs.py): the physics of Minari's
 # mujoco/<env>/*-v0 datasets and of the papers' D4RL tables. Expert reference: Hopper's is its
 # SAC agent's best snapshot (250k env steps; envs/datasets/agents/, 100 episodes of its
-# stochastic policy, as every expert reference here); Walker2d and HalfCheetah have no expert
-# yet (issue 15).
+# stochastic policy, as for every trained agent's env here); Walker2d and HalfCheetah have no
+# expert yet (issue 15).
 # Random references, 1000 episodes each here, against gymnasium's CPU env (its episodes):
 # Hopper 17.46 vs 18.21 +- 0.63 (1000), Walker2d 1.74 vs 1.74 +- 0.20 (1000), HalfCheetah
 # -285.73 vs -284.31 +- 8.61 (100); HalfCheetah -285.0 with the solver caps of

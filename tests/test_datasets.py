@@ -150,7 +150,7 @@ def test_unknown_ids_and_levels_give_one_line_errors(capsys):
         (["data", "build", "--env", "hoper", "--quality", "medium"], "unknown env id 'hoper'"),
         (["data", "build", "--env", "hopper", "--quality", "meduim"],
          "unknown quality level 'meduim' for hopper; levels: random, medium"),
-        (["data", "build", "--tier", "huge"], "unknown tier 'huge'; tiers: quick, full"),
+        (["data", "build", "--tier", "huge"], "unknown tier 'huge'; tiers: quick, medium, full"),
         (["data", "build", "--env", "maze2d-umaze", "--quality", "large"],
          "unknown quality level 'large' for maze2d-umaze; levels: umaze"),
     ]

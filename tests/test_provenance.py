@@ -268,6 +268,12 @@ def test_sac_agent_resumes_bit_for_bit_and_keeps_the_snapshots_its_levels_use(mo
     meta = datasets.load(ds).metadata["diffrl"]
     assert meta["behaviour"]["policy"].startswith("SAC")
     assert [s["at"] for s in meta["behaviour"]["snapshots"]] == [100, 200]
+    # a level whose snapshot the stored agent does not keep is one line naming the fix
+    monkeypatch.setattr(behaviour, "trained_agent", lambda env, seed, log: dataclasses.replace(
+        back, returns=[-1500.0, -1000.0, -800.0, -300.0]))  # the expert is now snapshot 3
+    with pytest.raises(datasets.DatasetError, match="does not keep the snapshots at \\[400\\].*"
+                       "bench data agent --env Pendulum-v1 --retrain"):
+        datasets.build("Pendulum-v1", "expert", n_transitions=400, log=lambda m: None)
 
 
 def test_ppo_datasets_come_from_the_committed_agent_and_are_reproducible(monkeypatch, tmp_path):

@@ -1,26 +1,29 @@
 """Behaviour agents the offline datasets are generated from.
 
-- Brax, Gymnax and MJX (`mujoco/*`) envs: brax.training's PPO (a well-kept library), with one
-  recipe per env id. Gymnax and MJX envs enter PPO through `_as_brax_env`, a thin adapter to
-  Brax's `Env` interface. Every
-  PPO evaluation point leaves a snapshot of the policy parameters; each snapshot is then
-  scored in *our* env with *our* evaluation (stochastic policy, 100 episodes), which is the
-  behaviour return the datasets report.
+- Brax, Gymnax and MJX (`mujoco/*`) envs: a trained agent, one recipe per env id (`RECIPES`):
+  - brax.training's PPO (`PPO_RECIPES`, a well-kept library). Gymnax and MJX envs enter PPO
+    through `_as_brax_env`, a thin adapter to Brax's `Env` interface. Every PPO evaluation
+    point leaves a snapshot of the policy parameters.
+  - our SAC (`SAC_RECIPES`, `algos/sac.py`; MJX Hopper-v5, where it reaches an expert on the
+    CPU), trained by the harness's own program, its actor kept every `snapshot_every` env
+    steps; the training resumes from its checkpoint when interrupted.
+  Each snapshot is then scored in *our* env with *our* evaluation (stochastic policy, 100
+  episodes), which is the behaviour return the datasets report.
 - MountainCarContinuous: PPO settles in the do-nothing local optimum (measured: best snapshot
   return -1.1, the flag never reached, random -33), so its behaviour agent is the classic
   energy-pumping controller (push along the velocity), and its "learning curve" is that
   controller mixed with uniform random actions at rates 1.0, 0.9, ..., 0.0 (`ScriptedAgent`).
 - Maze2D: D4RL's waypoint controller (`envs.maze2d.waypoint_action`).
 
-Where a PPO agent comes from, keyed by env id, recipe (a hash of `PPORecipe`) and seed:
-1. `envs/datasets/agents/` in the repository: the quick tier's agents, trained once and
-   committed (a few hundred kB of numpy arrays with their snapshot returns, recipe and SHA-256),
-   so a fresh clone builds the same datasets without depending on PPO's training trajectory,
-   which moves with the CPU's floats. `python -m bench data agent --env ENV_ID [--retrain]`
-   (re)writes one there.
+Where a trained agent comes from, keyed by env id, recipe (`recipe_hash`) and seed:
+1. `envs/datasets/agents/` in the repository: agents trained once and committed (numpy arrays
+   with every snapshot's return, the recipe and a SHA-256; PPO's every snapshot, a few hundred
+   kB; SAC's the actors its levels roll out, 280 kB each), so a fresh clone builds the same
+   datasets without depending on a training trajectory, which moves with the CPU's floats.
+   `python -m bench data agent --env ENV_ID [--retrain]` (re)writes one there.
 2. `<datasets root>/.behaviour/`: agents this datasets root trained itself (another seed or
    recipe), so `MINARI_DATASETS_PATH` roots never share agents silently.
-3. Otherwise PPO trains now and the agent is saved in 2, so the `medium`, `expert`,
+3. Otherwise the agent trains now and is saved in 2, so the `medium`, `expert`,
    `medium-replay` and `medium-expert` datasets of one env train once, and an interrupted build
    does not train again.
 A stored agent whose arrays do not match its SHA-256 is an error naming the file.
@@ -362,15 +365,24 @@ def train_sac(env: Env, seed: int, log: Callable[[str], None] = print,
     train = sac.make_train(config, None, env)
     periods = train.periods
     ckpt = sac_checkpoint(env.env_id, seed)
-    if restart:
-        shutil.rmtree(ckpt, ignore_errors=True)
     # jitted: every leaf an array (a Python int in an env state would restore as int64)
     state = jax.jit(train.init_seeds)(jax.vmap(jax.random.PRNGKey)(jnp.array([seed])))
     tree = {"state": state, "seconds": jnp.zeros((), jnp.float32),
             "snapshots": jax.tree.map(lambda x: jnp.zeros((periods,) + x.shape[1:], x.dtype),
                                       state.algo.actor)}
     with checkpoint.lock(ckpt, f"training the SAC agent of {env.env_id}"):
-        done, tree = checkpoint.restore(ckpt, tree) or (0, tree)
+        if restart:  # under the lock: a training running beside keeps its checkpoint
+            for p in ckpt.iterdir():
+                if p.name != ".lock":
+                    shutil.rmtree(p) if p.is_dir() else p.unlink()
+        try:
+            done, tree = checkpoint.restore(ckpt, tree) or (0, tree)
+        except checkpoint.CheckpointError as e:
+            from envs.datasets.minari_io import DatasetError
+
+            raise DatasetError(f"{str(e).split('; ')[0]}; retrain the agent with `python -m "
+                               f"bench data agent --env {env.env_id} --seed {seed} "
+                               "--retrain`") from None
         if done:
             log(f"  {env.env_id} SAC: resumed at {done * recipe.snapshot_every:,d} env steps "
                 f"from {ckpt}")
@@ -424,7 +436,14 @@ def score_snapshots(env: Env, recipe, params_list, seed: int, episodes: int = 10
 
 # --- persistence (numpy arrays + JSON) ------------------------------------------------------
 def recipe_hash(recipe) -> str:
-    return hashlib.sha256(repr(dataclasses.astuple(recipe)).encode()).hexdigest()[:8]
+    """A hash of the recipe; a SAC recipe's also covers the whole `algos.sac.Config` it makes
+    (its defaults included), so a changed default names another agent."""
+    text = repr(dataclasses.astuple(recipe))
+    if isinstance(recipe, SACRecipe):
+        from algos.config import config_hash
+
+        text += config_hash(recipe.config())
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def agent_path(folder: Path, env_id: str, seed: int, recipe) -> Path:
@@ -477,12 +496,23 @@ def save_agent(folder: Path, agent: TrainedAgent, seed: int, recipe) -> Path:
     atomic_write_text(path.with_suffix(".json"), json.dumps({
         "env_id": agent.env_id, "seed": seed, "algorithm": algo_label(recipe),
         "recipe": dataclasses.asdict(recipe), "recipe_hash": recipe_hash(recipe),
+        **_sac_config(recipe),
         "snapshot_env_steps": agent.steps, "snapshot_returns": agent.returns,
         "stored_snapshots": [i for i, p in enumerate(params) if p is not None],
         "train_seconds": round(agent.train_seconds, 1), "sha256": _arrays_sha256(arrays),
         "trained_on": hardware(), "versions": versions(("jax", "jaxlib", "brax", "mujoco-mjx"))},
         indent=1))
     return path
+
+
+def _sac_config(recipe) -> dict:
+    """A SAC recipe's whole Config and its hash (that of `bench train`'s results files)."""
+    if not isinstance(recipe, SACRecipe):
+        return {}
+    from algos.config import config_dict, config_hash
+
+    return {"sac_config": config_dict(recipe.config()),
+            "sac_config_hash": config_hash(recipe.config())}
 
 
 def load_agent(folder: Path, env_id: str, seed: int, recipe) -> Optional[TrainedAgent]:

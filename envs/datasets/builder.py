@@ -1,9 +1,9 @@
 """Building D4RL-style offline datasets from our behaviour agents.
 
 Quality levels (D4RL's, Fu et al. 2020), from the snapshots of the env's behaviour agent
-(`envs.datasets.behaviour`: brax.training's PPO, or our SAC on the MJX ids), each acting with
-its stochastic policy, as the agent acts while it learns (`behaviour.level_snapshots` picks
-the snapshots):
+(`envs.datasets.behaviour`: brax.training's PPO, or our SAC, as on MJX Hopper-v5), each
+acting with its stochastic policy, as the agent acts while it learns
+(`behaviour.level_snapshots` picks the snapshots):
 - `random`: uniform random actions;
 - `medium`: the snapshot whose return is closest to a third of the way from random to
   expert (normalised score ~33);
@@ -246,11 +246,19 @@ def _level_index(level: str) -> int:
     return (PPO_LEVELS + MAZE_LEVELS + (BANDIT_LEVEL,)).index(level)
 
 
-def build(env_id: str, level: str, seed: int = 0, tier: str = "quick",
+def default_tier(env_id: str) -> str:
+    """The tier whose size a dataset built alone gets: `medium` (D4RL's 1M) for the MuJoCo
+    tasks, whose datasets only that tier and `full` hold, else `quick`."""
+    return "medium" if any(e == env_id for e, _ in TIERS["medium"]) else "quick"
+
+
+def build(env_id: str, level: str, seed: int = 0, tier: Optional[str] = None,
           n_transitions: Optional[int] = None, log: Callable[[str], None] = print,
           force: bool = False) -> str:
-    """Build one dataset (skipped when it exists); returns its id."""
+    """Build one dataset (skipped when it exists); returns its id. Its size: `n_transitions`,
+    else the tier's (`default_tier(env_id)` when no tier is given)."""
     ds = resolve(env_id, level)
+    tier = tier or default_tier(env_id)
     if minari_io.exists(ds.dataset_id) and not force:
         log(f"{ds.dataset_id}: exists, skipped")
         return ds.dataset_id
@@ -295,6 +303,13 @@ def build(env_id: str, level: str, seed: int = 0, tier: str = "quick",
                      "recipe_hash": behaviour.recipe_hash(recipe),
                      "agent_sha256": agent.sha256, "agent_source": agent.source}
         chosen = behaviour.level_snapshots(env, agent.returns)[level]
+        missing = [agent.steps[i] for i in chosen if agent.params[i] is None]
+        if missing:
+            raise DatasetError(
+                f"the behaviour agent of {env_id} ({agent.source}) does not keep the snapshots "
+                f"at {missing} that {level} rolls out now (its references changed since it was "
+                f"saved?); retrain it with `python -m bench data agent --env {env_id} "
+                "--retrain`")
         share = -(-n_transitions // len(chosen))
         episodes = []
         for j, i in enumerate(chosen):
