@@ -220,10 +220,13 @@ def test_committed_agents_are_intact_and_a_damaged_one_is_named(tmp_path):
     assert behaviour.behaviour_root().parent == datasets.datasets_root()
 
 
-def test_sac_agent_resumes_bit_for_bit_and_keeps_the_snapshots_its_levels_use(monkeypatch,
-                                                                             tmp_path):
-    recipe = behaviour.SACRecipe(num_timesteps=300, snapshot_every=100, overrides=(
-        ("start_steps", 50), ("hidden", (16, 16)), ("batch_size", 16)))
+TINY_SAC = behaviour.SACRecipe(num_timesteps=300, snapshot_every=100, overrides=(
+    ("start_steps", 50), ("hidden", (16, 16)), ("batch_size", 16)))
+
+
+@pytest.mark.slow   # three compiles of the SAC program and two of the scoring, ~35 s
+def test_an_interrupted_sac_agent_training_resumes_bit_for_bit(monkeypatch, tmp_path):
+    recipe = TINY_SAC
     monkeypatch.setitem(behaviour.RECIPES, "Pendulum-v1", recipe)
     env = make("Pendulum-v1")
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "a"))
@@ -248,10 +251,18 @@ def test_sac_agent_resumes_bit_for_bit_and_keeps_the_snapshots_its_levels_use(mo
         chex.assert_trees_all_equal(a, b)
     assert resumed.returns == whole.returns
 
+
+def test_a_sac_agent_keeps_the_snapshots_its_levels_use(monkeypatch, tmp_path):
+    recipe = TINY_SAC
+    monkeypatch.setitem(behaviour.RECIPES, "Pendulum-v1", recipe)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "root"))
+    env = make("Pendulum-v1")
+    actor = behaviour._params_template("Pendulum-v1", recipe)
+    # four different actors (what they do does not matter here), as a training leaves them
+    params = [jax.tree.map(lambda x, i=i: x + 0.1 * i, actor) for i in range(4)]
+    agent = behaviour.TrainedAgent("Pendulum-v1", [100, 200, 300, 400], params,
+                                   [-1500.0, -1000.0, -300.0, -800.0], 1.0)
     # the stored agent keeps the snapshots up to the expert one (medium-replay, expert) only
-    agent = dataclasses.replace(whole, steps=[100, 200, 300, 400],
-                                params=whole.params + [whole.params[0]],
-                                returns=[-1500.0, -1000.0, -300.0, -800.0])
     assert behaviour.level_snapshots(env, agent.returns) == {
         "medium": [1], "expert": [2], "medium-expert": [1, 2], "medium-replay": [0, 1]}
     path = behaviour.save_agent(tmp_path, agent, 0, recipe)
