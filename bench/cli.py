@@ -145,10 +145,7 @@ def cmd_data_agent(args):
     agent = (behaviour.train_agent(env, args.seed, restart=True) if args.retrain
              else behaviour.trained_agent(env, args.seed))
     path = behaviour.save_agent(behaviour.REPO_AGENTS, agent, args.seed, recipe)
-    if isinstance(recipe, behaviour.SACRecipe):  # its training state is no longer needed
-        import shutil
-
-        shutil.rmtree(behaviour.sac_checkpoint(env.env_id, args.seed), ignore_errors=True)
+    behaviour.discard_training_state(env.env_id, args.seed)
     best = max(agent.returns)
     print(f"{path} (and .json): {len(agent.steps)} snapshots, best return {best:.1f} "
           f"(normalised {float(env.normalize(best)):.1f}); commit it so fresh clones build "

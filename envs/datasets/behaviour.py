@@ -294,7 +294,7 @@ def trained_agent(env: Env, seed: int, log: Callable[[str], None] = print) -> Tr
             return saved
     agent = train_agent(env, seed, log)
     save_agent(behaviour_root(), agent, seed, recipe)
-    shutil.rmtree(sac_checkpoint(env.env_id, seed), ignore_errors=True)
+    discard_training_state(env.env_id, seed)
     return load_agent(behaviour_root(), env.env_id, seed, recipe)
 
 
@@ -310,6 +310,12 @@ def train_agent(env: Env, seed: int, log: Callable[[str], None] = print,
 def sac_checkpoint(env_id: str, seed: int) -> Path:
     """Where a SAC agent's training keeps its resumable state (deleted once it is saved)."""
     return agent_path(behaviour_root(), env_id, seed, RECIPES[env_id]).with_suffix(".ckpt")
+
+
+def discard_training_state(env_id: str, seed: int) -> None:
+    """Delete a SAC agent's training checkpoint once the agent is saved (PPO keeps none)."""
+    if isinstance(RECIPES[env_id], SACRecipe):
+        shutil.rmtree(sac_checkpoint(env_id, seed), ignore_errors=True)
 
 
 def train_ppo(env: Env, seed: int, log: Callable[[str], None] = print) -> TrainedAgent:
