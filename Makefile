@@ -18,11 +18,16 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
+# Test files are spread over TEST_WORKERS processes (pytest-xdist; a file's tests stay in one
+# process, so its module fixtures are built once): a test's time is mostly one XLA compile,
+# which keeps one core busy. TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
+
 test: setup
-	$(PY) -m pytest -q --durations=25
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 test-slow: setup
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m slow
 
 # Runs the tier's sweep (bench/sweeps/$(TIER).toml): builds missing datasets, skips finished
 # cells, resumes interrupted ones from their checkpoints, then writes results/leaderboard.md.

@@ -31,3 +31,18 @@ def minari_root(tmp_path_factory):
         os.environ.pop("MINARI_DATASETS_PATH", None)
     else:
         os.environ["MINARI_DATASETS_PATH"] = old
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkpoint_root(tmp_path_factory):
+    """Training checkpoints of runs that name no folder go to a private one too, not the
+    clone's `.cache/checkpoints`: `make test` runs test files in parallel processes, and two of
+    them must never share (or resume) a cell's checkpoint. A test that sets the folder itself
+    (argument, `DIFFRL_CHECKPOINTS` or its own monkeypatch) still wins."""
+    from bench import augment, train
+
+    root = tmp_path_factory.mktemp("checkpoints")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train, "CHECKPOINTS", root)
+        mp.setattr(augment, "CHECKPOINTS", root)
+        yield root
