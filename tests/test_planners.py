@@ -282,8 +282,9 @@ def test_planner_seeds_vmap_and_resume(algo, setting, maze, pendulum, tmp_path):
     assert tr.periods == 2
     # One compiled program, `bench train`'s: one period of both seeds, every episode loop in
     # lockstep (seed batch None; the policies' tests run the CPU default, one seed's
-    # evaluation after another). That `run_seeds` is `run` vmapped is the loop's property,
-    # tested once for every algorithm in test_algos.
+    # evaluation after another). That `run_seeds` is `run` vmapped is a property of
+    # `algos.loop.Train`, which runs planners and policies alike: test_algos checks it on
+    # every policy.
     init = jax.jit(tr.init_seeds)
     states = init(bench_train.seed_keys(2))
     period = jax.jit(lambda s: tr.run_seeds(s, 1, None))
