@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -32,8 +31,6 @@ import numpy as np
 from algos.config import ConfigError, apply_overrides, config_dict
 from algos import synther
 
-ROOT = Path(__file__).resolve().parent.parent
-CHECKPOINTS = ROOT / ".cache" / "checkpoints"
 METHODS = ("synther", "noise")
 # Fields only sampling and writing read: a generator trained under one value serves them all.
 SAMPLING_ONLY = ("size", "mode", "sample_batch", "terminal_threshold", "seed",
@@ -207,8 +204,9 @@ def run(dataset_id: str, method: str = "synther", preset: Optional[str] = None,
         made = perturb(config, arrays, n_new)
     else:
         from algos.checkpoint import lock
+        from bench.train import checkpoint_root
 
-        root = Path(checkpoints or os.environ.get("DIFFRL_CHECKPOINTS") or CHECKPOINTS)
+        root = checkpoint_root(checkpoints)
         ckpt = root / f"synther-{train_key}"
         x, norm = synther.inputs(arrays)
         log(f"SynthER on {dataset_id}: {n_real:,d} transitions of width {x.shape[1]}, "

@@ -227,6 +227,12 @@ def memory_check(train, keys, dataset, seeds: int, available=None, devices: int 
     return need
 
 
+def checkpoint_root(checkpoints=None) -> Path:
+    """Where training checkpoints go: `checkpoints` when given, else $DIFFRL_CHECKPOINTS,
+    else the clone's `.cache/checkpoints` (`CHECKPOINTS`)."""
+    return Path(checkpoints or os.environ.get("DIFFRL_CHECKPOINTS") or CHECKPOINTS)
+
+
 def checkpoint_dir(checkpoints: Path, name: str, content_hash: Optional[str],
                    seeds: int) -> Path:
     data = f"data-{content_hash[:16]}" if content_hash else "online"
@@ -252,7 +258,7 @@ def run(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None,
         log(f"{path} exists (same config, data and {seeds} seeds): nothing to do; "
             "--force reruns")
         return previous
-    root = Path(checkpoints or os.environ.get("DIFFRL_CHECKPOINTS") or CHECKPOINTS)
+    root = checkpoint_root(checkpoints)
     ckpt_dir = checkpoint_dir(root, name, chash_data, seeds)
     # one process per cell (any seed count or data: they share the results file); across
     # hosts the first process holds it for all

@@ -39,10 +39,9 @@ def checkpoint_root(tmp_path_factory):
     clone's `.cache/checkpoints`: `make test` runs test files in parallel processes, and two of
     them must never share (or resume) a cell's checkpoint. A test that sets the folder itself
     (argument, `DIFFRL_CHECKPOINTS` or its own monkeypatch) still wins."""
-    from bench import augment, train
+    from bench import train
 
     root = tmp_path_factory.mktemp("checkpoints")
-    with pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp:   # read by train.checkpoint_root, for every run
         mp.setattr(train, "CHECKPOINTS", root)
-        mp.setattr(augment, "CHECKPOINTS", root)
         yield root
