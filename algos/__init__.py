@@ -13,6 +13,10 @@ An algorithm module is found by its `LABEL` (the name the tables print) and prov
                                  in the env: `make_train(config, None, env)`); `POLICIES`,
                                  `PLANNERS` and `ONLINE` split them
     task_defaults(dataset_id)    optional: the paper's per-task settings for a dataset
+    ACTING                       optional: the Config fields (dotted in sub-configs) that change
+                                 only how a trained state acts, never its training, e.g.
+                                 guidance scale or sampling steps: `bench evaluate --act` may
+                                 change them on a finished cell (`acting_fields`)
 
 Adding an algorithm is adding such a module: the CLI, sweeps, tables, speed benchmark and
 tests find it here (`ALGOS`, `get`, `label`).
@@ -47,6 +51,12 @@ def __getattr__(name):
     if name in kinds:
         return tuple(a for a in _registry() if kind(a) == kinds[name])
     raise AttributeError(name)
+
+
+def acting_fields(name: str) -> tuple:
+    """The fields `python -m bench evaluate --act` may change on a trained cell of `name`
+    (its module's `ACTING`; none for an algorithm that acts by one fixed rule)."""
+    return tuple(getattr(get(name), "ACTING", ()))
 
 
 def get(name: str):

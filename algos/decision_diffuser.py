@@ -79,10 +79,13 @@ from algos.diffuser import MAX_PATH_LENGTH, Gaussian, Limits, check_horizon_and_
 from algos.diffuser import _normalizer as diffuser_normalizer
 from algos.diffusion_spec import DiffusionSpec, check_backbone, make_denoiser, make_loss, \
     make_sampler
+from algos.diffusion_spec import SAMPLING_FIELDS
 from algos.loop import Policy, adam, make_offline_train
 from algos.nets import MLP, ReturnEncoder
 
 LABEL = "Decision Diffuser"
+# the return condition, its guidance weight and the sampling noise act; dropout trains
+ACTING = ("target_return", "guidance_w", "temperature") + SAMPLING_FIELDS
 ORDER = 75
 KIND = "planner"
 TINY = {"horizon": "8", "diffusion.T": "4", "diffusion.width": "8", "diffusion.mults": "1,2",

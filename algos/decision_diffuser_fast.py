@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from algos.decision_diffuser import (CDF, InverseDynamics, State, make_planner,  # noqa: F401
-                                     make_policy, make_train, prepare_windows, task_defaults)
+from algos.decision_diffuser import (ACTING, CDF, InverseDynamics, State,  # noqa: F401
+                                     make_planner, make_policy, make_train, prepare_windows,
+                                     task_defaults)
 from algos.decision_diffuser import Config as _Original
 from algos.diffusion_spec import DiffusionSpec
 

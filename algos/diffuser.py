@@ -84,10 +84,13 @@ from algos.config import BaseConfig, ConfigError
 from algos.data import Windows, env_arrays, split_where_goal_is_left
 from algos.diffusion_spec import DiffusionSpec, check_backbone, make_denoiser, make_loss, \
     make_sampler
+from algos.diffusion_spec import SAMPLING_FIELDS
 from algos.loop import Policy, adam, gradient_step, make_offline_train
 from algos.nets import TemporalValue, as_denoiser
 
 LABEL = "Diffuser"
+# the value function is trained whatever the guide scale
+ACTING = ("n_plans", "guide_scale", "n_guide_steps", "t_stopgrad", "act_with") + SAMPLING_FIELDS
 ORDER = 70
 KIND = "planner"
 TINY = {"horizon": "8", "diffusion.T": "4", "diffusion.width": "8", "diffusion.mults": "1,2"}

@@ -18,12 +18,13 @@ import optax
 from algos.config import BaseConfig
 from algos.data import Normalizer, prepare
 from algos.diffusion_policy import DiffusionActor
-from algos.diffusion_spec import DiffusionSpec, check_backbone
+from algos.diffusion_spec import SAMPLING_FIELDS, DiffusionSpec, check_backbone
 from algos.loop import adam, gradient_step, make_offline_train, stateless
 
 LABEL = "Diffusion-BC"
 ORDER = 40
 TINY = {"diffusion.width": "32", "diffusion.depth": "2"}
+ACTING = SAMPLING_FIELDS           # training never samples the chain
 
 
 @dataclasses.dataclass(frozen=True)

@@ -45,6 +45,8 @@ from algos.loop import adam, gradient_step, make_offline_train, soft_update, sta
 from algos.nets import Critic
 
 LABEL = "Diffusion-QL"
+# the Q term and the target sample the chain in training, so its sampler is not acting
+ACTING = ("n_candidates", "selection")
 ORDER = 50
 TINY = {"hidden": "32,32", "diffusion.width": "32", "diffusion.depth": "2",
         "n_candidates": "4"}

@@ -45,6 +45,15 @@ MAX_T = 100_000                            # longer schedules: use a continuous-
 SEQUENCE_BACKBONES = ("unet", "dit")        # denoise (batch, horizon, dim) trajectories
 
 
+# The fields that change only how a trained model samples, never its loss (EDM's noise levels
+# and churn included): an algorithm whose training never samples lists them among its `ACTING`
+# fields. Switching between EDM and a discrete sampler is another model (checked by
+# `bench.evaluate`).
+SAMPLING_FIELDS = tuple(f"diffusion.{f}" for f in (
+    "sampler", "steps", "eta", "spacing", "clip_x0", "sigma_min", "sigma_max", "churn",
+    "s_tmin", "s_tmax", "s_noise"))
+
+
 @dataclasses.dataclass(frozen=True)
 class DiffusionSpec:
     schedule: str = "vp"            # linear | cosine | vp (discrete samplers)

@@ -32,11 +32,13 @@ import optax
 from algos.config import BaseConfig, ConfigError
 from algos.data import Normalizer, prepare
 from algos.diffusion_policy import DiffusionActor, select
-from algos.diffusion_spec import DiffusionSpec, check_backbone
+from algos.diffusion_spec import SAMPLING_FIELDS, DiffusionSpec, check_backbone
 from algos.iql import CriticState, iql_critic
 from algos.loop import adam, gradient_step, make_offline_train, soft_update, stateless
 
 LABEL = "IDQL"
+# the critics learn from dataset actions alone: the chain is sampled only to act
+ACTING = ("n_candidates", "selection") + SAMPLING_FIELDS
 ORDER = 60
 TINY = {"hidden": "32,32", "diffusion.width": "32", "diffusion.depth": "2",
         "n_candidates": "4"}

@@ -39,6 +39,8 @@ from algos.dynamics import EnsembleSpec, EnsembleState, make_ensemble, make_ense
 from algos.loop import Policy, make_offline_train
 
 LABEL = "MPC (ensemble)"
+# training fits the ensemble; the search is acting alone
+ACTING = ("horizon", "population", "cem_elites", "iterations", "alpha")
 ORDER = 80
 KIND = "planner"
 TINY = {"ensemble.width": "8", "ensemble.depth": "1", "ensemble.members": "2",

@@ -62,7 +62,8 @@ def _writable_dir(flag: str, value: str) -> None:
 def check_args(args) -> None:
     """Every command's arguments, checked before any data is read or anything compiles."""
     for name, least, most in (("seeds", 1, 1 << 16), ("steps", 1, 2 ** 31 - 1),
-                              ("transitions", 1, 10 ** 9), ("seed", 0, 2 ** 31 - 1)):
+                              ("transitions", 1, 10 ** 9), ("seed", 0, 2 ** 31 - 1),
+                              ("episodes", 1, 10 ** 6)):
         v = getattr(args, name, None)
         if v is not None and not least <= v <= most:
             raise UserError(f"--{name} must be between {least} and {most:,d}, got {v}")
@@ -245,6 +246,22 @@ def cmd_train(args):
               log=lambda m: print(m, flush=True))
 
 
+def cmd_evaluate(args):
+    import shlex
+
+    from bench import evaluate, train
+
+    if (args.dataset is None) == (args.env is None):
+        raise UserError("give --dataset DATASET_ID (offline algorithms) or --env ENV_ID "
+                        "(online ones), one of them")
+    source = args.dataset if args.env is None else train.ONLINE_PREFIX + args.env
+    evaluate.evaluate(args.algo, source, args.seeds, steps=args.steps,
+                      overrides=train.parse_sets(args.set), acting=train.parse_sets(args.act),
+                      episodes=args.episodes, out=Path(args.out), force=args.force,
+                      command="python -m bench " + " ".join(shlex.quote(a) for a in args.argv),
+                      log=lambda m: print(m, flush=True))
+
+
 def cmd_augment(args):
     import shlex
 
@@ -405,6 +422,26 @@ def parser():
     tr.add_argument("--force", action="store_true",
                     help="retrain even if a results file or checkpoint exists")
     tr.set_defaults(fn=cmd_train)
+    ev = sub.add_parser("evaluate", help="a trained cell acting under other settings (guide "
+                        "scale, sampling steps, ...) from its checkpoint, without retraining")
+    ev.add_argument("--algo", required=True, help=f"one of: {', '.join(ALGOS)}")
+    ev.add_argument("--dataset", help="the dataset the cell trained on")
+    ev.add_argument("--env", help="online algorithms: the env the cell trained in")
+    ev.add_argument("--seeds", type=int, default=5, help="as trained")
+    ev.add_argument("--steps", type=int, default=None, help="as trained (Config.steps)")
+    ev.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="as trained: the cell's own overrides (repeatable)")
+    ev.add_argument("--act", action="append", metavar="KEY=VALUE",
+                    help="an acting field to change, e.g. diffusion.steps=5 or "
+                    "guide_scale=0 (repeatable; the algorithm's ACTING fields only)")
+    ev.add_argument("--episodes", type=int, default=None,
+                    help="evaluation episodes per seed (default: the cell's eval_episodes)")
+    ev.add_argument("--out", default=str(RESULTS.parent / ".cache" / "evals"),
+                    help="folder of evaluation files (default .cache/evals; results/evals "
+                    "for published figures)")
+    ev.add_argument("--force", action="store_true", help="evaluate again even if the file "
+                    "exists")
+    ev.set_defaults(fn=cmd_evaluate)
     au = sub.add_parser("augment", help="upsample a dataset into a derived one: SynthER's "
                         "generated transitions, or Gaussian-noise perturbed copies")
     au.add_argument("dataset", help="a local dataset, e.g. jaxrl/pendulum/medium-replay-v0")

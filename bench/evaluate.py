@@ -1,0 +1,253 @@
+"""`python -m bench evaluate`: a trained cell acting under other settings, without retraining.
+
+The trade-offs the survey names (sampling steps against return and decision latency, guidance
+scale against return) are questions about how one trained model acts. Retraining a cell per
+setting answers them badly: every setting gets other weights, so training noise hides the
+effect, and each costs a training run. Here the finished cell's checkpoint (every seed's final
+state, from `python -m bench train` or a sweep) is restored and evaluated with acting fields
+changed, e.g.
+
+    python -m bench evaluate --algo decision_diffuser_fast \\
+        --dataset jaxrl/pendulum/medium-expert-v0 --seeds 5 --steps 3000 \\
+        --act diffusion.steps=5
+
+`--steps`/`--set` name the trained cell exactly as `bench train` did; `--act` changes only what
+an algorithm declares as acting (its module's `ACTING`, see `algos.acting_fields`): a field
+that changes training is refused with one line listing the acting ones. `--episodes` sets the
+evaluation episodes.
+
+Paired by construction: seed k is evaluated with the keys of its own last training evaluation,
+so with no acting change the scores are the cell's final scores (tested), and a difference is
+the acting change alone, seed by seed. The results file (JSON, atomic) holds both per seed,
+the acting overrides and the full acting config, the evaluation's wall and compile time and
+the time per step of its episode loop, beside the same provenance as a training results file
+(data content hash, code version, versions, hardware). It goes to `.cache/evals/` unless
+`--out` says otherwise (`results/evals/` for published figures), under the cell's name and the
+acting config's hash.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import jax
+import numpy as np
+
+import algos
+from algos import checkpoint
+from algos.config import ConfigError, apply_overrides, config_dict, config_hash
+from bench import sysinfo, train as bench_train
+from envs.evaluation import default_seed_batch, make_evaluate, over_seeds
+
+ROOT = Path(__file__).resolve().parent.parent
+ADHOC = ROOT / ".cache" / "evals"
+PUBLISHED = ROOT / "results" / "evals"
+
+
+def acting_config(algo: str, config, acting: Optional[dict], episodes: Optional[int] = None,
+                  typed: bool = False):
+    """`config` with the `acting` overrides (fields of `algos.acting_fields(algo)` only) and
+    `episodes` evaluation episodes; one line for anything else."""
+    allowed = algos.acting_fields(algo)
+    acting = dict(acting or {})
+    wrong = sorted(k for k in acting if k not in allowed)
+    if wrong:
+        which = (f"its acting fields are {', '.join(allowed)}" if allowed else
+                 f"{algo} has none (it acts by one deterministic rule)")
+        raise ConfigError(f"--act {wrong[0]}: not a field that only changes how {algo} acts "
+                          f"(it would change training: retrain with --set); {which}")
+    sampler, trained = acting.get("diffusion.sampler"), getattr(config, "diffusion", None)
+    if sampler is not None and (str(sampler) == "edm") != (trained.sampler == "edm"):
+        raise ConfigError(f"--act diffusion.sampler={sampler}: the cell was trained for the "
+                          f"{trained.sampler} sampler, and EDM's noise model is another model; "
+                          "a discrete model samples with ddpm, ddim or dpm_solver_pp")
+    act = apply_overrides(config, acting, typed)
+    if episodes is not None:
+        if episodes < 1:
+            raise ConfigError(f"--episodes must be at least 1, got {episodes}")
+        act = dataclasses.replace(act, eval_episodes=episodes)
+    return act
+
+
+def _train_command(algo, dataset_id, seeds, steps, overrides) -> str:
+    source = (f"--env {dataset_id[len(bench_train.ONLINE_PREFIX):]}"
+              if bench_train.is_online(dataset_id) else f"--dataset {dataset_id}")
+    sets = "".join(f" --set {k}={v}" for k, v in (overrides or {}).items())
+    return (f"python -m bench train --algo {algo} {source} --seeds {seeds}"
+            + (f" --steps {steps}" if steps is not None else "") + sets)
+
+
+def _paired_interval(diff: np.ndarray, reps: int = 10_000, seed: int = 0):
+    """95% percentile-bootstrap interval of the mean of per-seed differences."""
+    if diff.size < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, diff.size, (reps, diff.size))].mean(1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def _existing(path: Path, seeds: int, act, force: bool, content_hash) -> Optional[dict]:
+    """The finished evaluation at `path` if it is this one (acting config, seeds, data), None
+    if there is none (or `force`); one line for anything else, which is never replaced
+    silently."""
+    if force or not path.exists():
+        return None
+    fix = "move it away, or rerun with --force to replace it"
+    try:
+        prev = json.loads(path.read_text())
+        same = (prev["kind"] == "evaluation" and prev["schema"] == bench_train.SCHEMA
+                and prev["config"] == json.loads(json.dumps(config_dict(act)))
+                and prev["seeds"] == seeds)
+        was = prev["data"]["content_hash"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ConfigError(f"{path} is not a readable evaluation file; {fix}") from None
+    if not same:
+        raise ConfigError(f"{path} holds another evaluation under the same name; {fix}")
+    if was != content_hash:
+        raise ConfigError(f"{path} was evaluated on other data ({str(was)[:12]}, the local copy "
+                          f"is {str(content_hash)[:12]}); {fix}")
+    return prev if prev.get("complete") else None
+
+
+def evaluate(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None,
+             overrides: Optional[dict] = None, acting: Optional[dict] = None,
+             episodes: Optional[int] = None, out: Path = ADHOC,
+             checkpoints: Optional[Path] = None, command: str = "", force: bool = False,
+             typed: bool = False, log: Callable[[str], None] = print) -> dict:
+    """Evaluate the finished cell (`algo`, `dataset_id`, `seeds`, `steps`, `overrides`: as
+    trained) with the `acting` overrides; returns (and writes) the results."""
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    bench_train.check_kind(algo, dataset_id)
+    config = bench_train.make_config(algo, steps, overrides, dataset_id, typed)
+    act = acting_config(algo, config, acting, episodes, typed)
+    name = bench_train.cell_name(algo, dataset_id, config)
+    chash_data = bench_train.data_hash(dataset_id)
+    path = Path(out) / name / f"{config_hash(act)}-seeds{seeds}.json"
+    previous = _existing(path, seeds, act, force, chash_data)
+    if previous is not None:
+        log(f"{path} exists (same cell, acting config, data and {seeds} seeds): nothing to "
+            "do; --force reruns")
+        return previous
+    ckpt_dir = bench_train.checkpoint_dir(bench_train.checkpoint_root(checkpoints), name,
+                                          chash_data, seeds)
+    periods = config.steps // config.eval_every
+    done = checkpoint.latest_step(ckpt_dir) or 0   # before anything compiles
+    if done != periods:
+        raise ConfigError(
+            f"no finished training of {algo} on {dataset_id} with {seeds} seeds and this "
+            f"config ({config_hash(config)}) in {ckpt_dir} ({done} of {periods} evaluation "
+            f"periods); train it first: {_train_command(algo, dataset_id, seeds, steps, overrides)}")
+    dataset = bench_train.load_source(dataset_id)
+    env, train, keys = bench_train.preflight(algo, dataset, seeds, config)
+    acting_train = algos.get(algo).make_train(
+        act, None if isinstance(dataset, bench_train.OnlineSource) else dataset, env)
+
+    # The template of the checkpoint: the trained cell's state and metrics (shapes only for
+    # the metrics: tracing, no compile).
+    state = jax.jit(train.init_seeds)(keys)
+    batch = default_seed_batch()
+    shapes = jax.eval_shape(lambda s: train.run_seeds(s, 1, batch), state)[1]
+    template = {"state": state,
+                "metrics": {k: np.zeros((seeds, periods), np.float32) for k in shapes},
+                "wall": np.zeros(periods)}
+    restored = checkpoint.restore(ckpt_dir, template)
+    if restored is None or restored[0] != periods:   # replaced since we looked
+        raise ConfigError(f"the checkpoint in {ckpt_dir} changed while it was read; rerun")
+    state, metrics = restored[1]["state"], restored[1]["metrics"]
+
+    # seed k's keys of its last training evaluation (`Train._updates` at period - 1)
+    keys = jax.vmap(lambda s: jax.random.split(
+        jax.random.fold_in(s.key, s.period - 1))[1])(state)
+    run = jax.jit(over_seeds(make_evaluate(acting_train.policy, env, act.eval_episodes), batch))
+    t0 = time.time()
+    compiled = run.lower(state.algo, keys).compile()
+    compile_s = time.time() - t0
+    t0 = time.time()
+    returns, lengths = jax.block_until_ready(compiled(state.algo, keys))
+    wall = time.time() - t0
+    returns, lengths = np.asarray(returns, np.float64), np.asarray(lengths)
+    scores = np.asarray(env.normalize(returns), np.float64).mean(1)
+    trained_score = np.asarray(metrics["score"])[:, -1].astype(np.float64)
+    trained_return = np.asarray(metrics["return"])[:, -1].astype(np.float64)
+    # the episodes of a seed run in lockstep until the longest ends: one loop step is one
+    # decision for every episode still running
+    loop_steps = int(lengths.max(1).sum())
+    measure = "score" if np.isfinite(float(env.normalize(0.0))) else "return"
+    new = scores if measure == "score" else returns.mean(1)
+    old = trained_score if measure == "score" else trained_return
+    diff = new - old
+    low, high = _paired_interval(diff[np.isfinite(diff)])
+    result = {
+        "schema": bench_train.SCHEMA, "kind": "evaluation", "complete": True,
+        "algo": algo, "dataset": dataset_id, "env_id": env.env_id,
+        "config": config_dict(act), "config_hash": config_hash(act),
+        "acting": {k: v for k, v in (acting or {}).items()},
+        "trained_config": config_dict(config), "trained_config_hash": config_hash(config),
+        "checkpoint": str(ckpt_dir), "data": dataset.provenance,
+        "code": sysinfo.code_version(), "seeds": seeds, "steps": config.steps,
+        "eval_episodes": act.eval_episodes, "measure": measure,
+        "final": [{"seed": s, "score": float(scores[s]), "return": float(returns[s].mean()),
+                   "trained_score": float(trained_score[s]),
+                   "trained_return": float(trained_return[s]),
+                   "mean_length": float(lengths[s].mean()),
+                   "diverged": not np.isfinite(returns[s]).all()} for s in range(seeds)],
+        "difference": {"mean": float(np.mean(diff)), "low": low, "high": high},
+        "wall_s": round(wall, 3), "compile_s": round(compile_s, 2),
+        "env_steps": int(lengths.sum()), "loop_steps": loop_steps,
+        "ms_per_loop_step": round(1000 * wall / max(loop_steps, 1), 4),
+        "eval_seed_batch": batch, "command": command,
+        "versions": sysinfo.versions(("jax", "jaxlib", "flax", "optax", "orbax-checkpoint",
+                                      "brax", "gymnax", "minari", "numpy")),
+        "hardware": sysinfo.hardware(),
+    }
+    if jax.process_index() == 0:
+        sysinfo.atomic_write_text(path, json.dumps(result, indent=1))
+        write_table(path.parent)
+    changed = ", ".join(f"{k}={v}" for k, v in (acting or {}).items()) or "no acting change"
+    log(f"{algo} on {dataset_id}, trained {config.steps:,d} steps (config "
+        f"{config_hash(config)}), acting with {changed}, {act.eval_episodes} episodes per seed:")
+    for s in range(seeds):
+        log(f"  seed {s}: {measure} {new[s]:.1f} (trained: {old[s]:.1f})")
+    log(f"mean {measure} {np.nanmean(new):.1f} against {np.nanmean(old):.1f} as trained; "
+        f"paired difference {np.mean(diff):+.1f} [{low:+.1f}, {high:+.1f}] (95% bootstrap over "
+        f"seeds); {1000 * wall / max(loop_steps, 1):.2f} ms per step of the episode loop "
+        f"({act.eval_episodes} episodes in lockstep), {wall:.1f}s run + {compile_s:.0f}s "
+        f"compile -> {path}")
+    return result
+
+
+def write_table(cell_dir: Path) -> Path:
+    """`README.md` of one trained cell's folder of evaluations: a row per acting setting
+    (from the files alone), so the trade-off of one trained model reads in one table."""
+    cell_dir = Path(cell_dir)
+    files = sorted(cell_dir.glob("*.json"))
+    results = [json.loads(f.read_text()) for f in files]
+    results.sort(key=lambda r: (len(r["acting"]), sorted(r["acting"].items()),
+                                r["eval_episodes"], r["seeds"]))
+    r0 = results[0]
+    lines = [f"# {r0['algo']} on {r0['dataset']}: one trained cell, acting otherwise", "",
+             f"Written by `python -m bench evaluate` from the files in this folder. The cell: "
+             f"config `{r0['trained_config_hash']}`, {r0['steps']:,d} steps, data content "
+             f"`{str(r0['data'].get('content_hash'))[:12]}`. Each row restores its seeds' final "
+             "states and evaluates them with the acting change, on the keys of their last "
+             "training evaluation, so 'as trained' is the cell's own final score and the "
+             "difference is paired seed by seed (95% percentile bootstrap over seeds). 'ms per "
+             "step' is the episode loop's wall time per step, every episode of a seed in "
+             "lockstep (one decision for each), seeds one after another, compile apart.", "",
+             f"| acting change | seeds x episodes | {r0['measure']} | as trained | difference "
+             "| ms per step | hardware | command |", "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        new = np.array([f[r["measure"]] for f in r["final"]], float)
+        old = np.array([f["trained_" + r["measure"]] for f in r["final"]], float)
+        d = r["difference"]
+        change = ", ".join(f"{k}={v}" for k, v in r["acting"].items()) or "(none)"
+        lines.append(
+            f"| {change} | {r['seeds']} x {r['eval_episodes']} | {np.nanmean(new):.1f} ± "
+            f"{np.nanstd(new):.1f} | {np.nanmean(old):.1f} | {d['mean']:+.1f} [{d['low']:+.1f}, "
+            f"{d['high']:+.1f}] | {r['ms_per_loop_step']:.2f} | "
+            f"{sysinfo.hardware_line(r['hardware'])} | `{r['command'] or '(in-process)'}` |")
+    return sysinfo.atomic_write_text(cell_dir / "README.md", "\n".join(lines) + "\n")

@@ -1,0 +1,124 @@
+"""`python -m bench evaluate`: a finished cell re-evaluated under other acting settings, from
+its checkpoint, paired seed by seed with its last training evaluation."""
+import json
+
+import jax
+import numpy as np
+import pytest
+
+import envs
+from bench import cli, evaluate as bench_eval, train as bench_train
+from envs.datasets import builder as build_mod
+from envs.datasets import minari_io
+
+# Pendulum: a continuous reward, so another way of acting shows in every return
+DATA = "test/pendulum/evaluate-v0"
+SETS = {"eval_every": "3", "eval_episodes": "2", "diffusion.width": "32",
+        "diffusion.depth": "2", "batch_size": "32"}
+
+
+def cell(steps: int):
+    return ["--algo", "diffusion_bc", "--dataset", DATA, "--seeds", "2", "--steps",
+            str(steps)] + [a for k, v in SETS.items() for a in ("--set", f"{k}={v}")]
+
+
+def _dataset():
+    """600 random Pendulum transitions under their own id."""
+    if not minari_io.exists(DATA):
+        env = envs.make("Pendulum-v1")
+        key = jax.random.fold_in(jax.random.PRNGKey(0), build_mod._level_index("random"))
+        eps = build_mod.collect(env, build_mod._random_policy(env), None, key, 600)
+        minari_io.write(DATA, eps, obs_low=-np.inf, obs_high=np.inf, act_low=-2.0,
+                        act_high=2.0, ref_min_score=env.spec.ref_min_score,
+                        ref_max_score=env.spec.ref_max_score, algorithm_name="test",
+                        description="test", extra_metadata={"env_id": "Pendulum-v1"})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    _dataset()
+    root = tmp_path_factory.mktemp("evaluate")
+    result = bench_train.run("diffusion_bc", DATA, 2, steps=6, overrides=SETS,
+                             out=root / "runs", checkpoints=root / "ckpt", log=lambda m: None)
+    return root, result
+
+
+def test_no_acting_change_gives_the_cells_final_scores(trained):
+    root, result = trained
+    r = bench_eval.evaluate("diffusion_bc", DATA, 2, steps=6, overrides=SETS,
+                            out=root / "evals", checkpoints=root / "ckpt", log=lambda m: None)
+    final = [f["score"] for f in result["final"]]
+    # the same keys as the last training evaluation: the same episodes, another program
+    np.testing.assert_allclose([f["score"] for f in r["final"]], final, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose([f["trained_score"] for f in r["final"]], final, rtol=0, atol=0)
+    assert abs(r["difference"]["mean"]) < 1e-3
+    assert r["acting"] == {} and r["config"] == result["config"]
+    assert r["data"]["content_hash"] == result["data"]["content_hash"]
+    assert r["loop_steps"] >= 2 and r["ms_per_loop_step"] > 0
+
+
+def test_an_acting_change_from_the_cli_acts_otherwise_and_is_recorded(trained, monkeypatch,
+                                                                        capsys):
+    root, result = trained
+    monkeypatch.setenv("DIFFRL_CHECKPOINTS", str(root / "ckpt"))
+    out = root / "cli"
+    args = ["evaluate", *cell(6), "--act", "diffusion.sampler=ddim", "--act", "diffusion.steps=1",
+            "--episodes", "3", "--out", str(out)]
+    assert cli.main(args) == 0
+    files = list(out.rglob("*.json"))
+    assert len(files) == 1
+    r = json.loads(files[0].read_text())
+    assert r["kind"] == "evaluation" and r["eval_episodes"] == 3
+    assert r["acting"] == {"diffusion.sampler": "ddim", "diffusion.steps": "1"}
+    assert r["config"]["diffusion"]["sampler"] == "ddim" and r["config"]["diffusion"]["steps"] == 1
+    assert r["trained_config"] == json.loads(json.dumps(result["config"]))
+    assert r["trained_config_hash"] == result["config_hash"] != r["config_hash"]
+    assert r["data"]["content_hash"] == result["data"]["content_hash"]
+    assert r["command"].startswith("python -m bench evaluate")
+    for key in ("code", "versions", "hardware"):
+        assert r[key]
+    # one DDIM step acts otherwise than the trained five DDPM steps
+    new = np.array([f["score"] for f in r["final"]])
+    assert np.isfinite(new).all()
+    assert not np.allclose(new, [f["trained_score"] for f in r["final"]], atol=1e-3), new
+    assert np.unique(new).size == 2                     # two seeds, two policies
+    table = (files[0].parent / "README.md").read_text()
+    assert "| diffusion.sampler=ddim, diffusion.steps=1 | 2 x 3 |" in table
+    capsys.readouterr()
+    assert cli.main(args) == 0          # finished: nothing recomputed
+    assert "nothing to do" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("algo, act, says", [
+    ("diffusion_bc", "lr=0.1", "acting fields are diffusion.sampler"),
+    ("bc", "n_candidates=4", "bc has none"),
+    ("diffusion_bc", "diffusion.sampler=edm", "EDM's noise model is another model"),
+    ("diffusion_ql", "diffusion.steps=2", "acting fields are n_candidates, selection"),
+])
+def test_a_field_that_changes_training_is_one_line(algo, act, says, capsys):
+    assert cli.main(["evaluate", "--algo", algo, "--dataset", DATA, "--act", act]) == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and len(err.splitlines()) == 1, err
+
+
+def test_a_cell_never_trained_names_the_training_command(tmp_path, capsys, monkeypatch):
+    _dataset()
+    monkeypatch.setenv("DIFFRL_CHECKPOINTS", str(tmp_path))
+    assert cli.main(["evaluate", *cell(9), "--act",
+                     "diffusion.steps=2", "--act", "diffusion.sampler=ddim"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no finished training" in err and "python -m bench train --algo diffusion_bc" in err
+    assert "--steps 9" in err and len(err.splitlines()) == 1, err
+
+
+def test_every_acting_field_is_a_field_of_its_config():
+    import functools
+
+    import algos
+    from algos.config import apply_overrides
+
+    for algo in algos.ALGOS:
+        config = algos.get(algo).Config()
+        for field in algos.acting_fields(algo):
+            value = functools.reduce(getattr, field.split("."), config)
+            assert apply_overrides(config, {field: value}, typed=True) == config, (algo, field)
