@@ -213,7 +213,8 @@ def evaluate(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None
     for s in range(seeds):
         log(f"  seed {s}: {measure} {new[s]:.1f} (trained: {old[s]:.1f})")
     log(f"mean {measure} {np.nanmean(new):.1f} against {np.nanmean(old):.1f} as trained; "
-        f"paired difference {np.mean(diff):+.1f} [{low:+.1f}, {high:+.1f}] (95% bootstrap over "
+        f"paired difference {_signed(np.mean(diff))} [{_signed(low)}, {_signed(high)}] (95% "
+        "bootstrap over "
         f"seeds); {1000 * wall / max(loop_steps, 1):.2f} ms per step of the episode loop "
         f"({act.eval_episodes} episodes in lockstep), {wall:.1f}s run + {compile_s:.0f}s "
         f"compile -> {path}")
@@ -226,7 +227,9 @@ def write_table(cell_dir: Path) -> Path:
     cell_dir = Path(cell_dir)
     files = sorted(cell_dir.glob("*.json"))
     results = [json.loads(f.read_text()) for f in files]
-    results.sort(key=lambda r: (len(r["acting"]), sorted(r["acting"].items()),
+    results.sort(key=lambda r: (len(r["acting"]), sorted(r["acting"]),
+                                [(_number(v) is None, _number(v) or 0.0, str(v))
+                                 for _, v in sorted(r["acting"].items())],
                                 r["eval_episodes"], r["seeds"]))
     r0 = results[0]
     lines = [f"# {r0['algo']} on {r0['dataset']}: one trained cell, acting otherwise", "",
@@ -247,7 +250,70 @@ def write_table(cell_dir: Path) -> Path:
         change = ", ".join(f"{k}={v}" for k, v in r["acting"].items()) or "(none)"
         lines.append(
             f"| {change} | {r['seeds']} x {r['eval_episodes']} | {np.nanmean(new):.1f} ± "
-            f"{np.nanstd(new):.1f} | {np.nanmean(old):.1f} | {d['mean']:+.1f} [{d['low']:+.1f}, "
-            f"{d['high']:+.1f}] | {r['ms_per_loop_step']:.2f} | "
+            f"{np.nanstd(new):.1f} | {np.nanmean(old):.1f} | {_signed(d['mean'])} "
+            f"[{_signed(d['low'])}, {_signed(d['high'])}] | {r['ms_per_loop_step']:.2f} | "
             f"{sysinfo.hardware_line(r['hardware'])} | `{r['command'] or '(in-process)'}` |")
+    if len(results) > 1:
+        figure(results, cell_dir / "tradeoff.png")
+        lines += ["", "![score against time per step](tradeoff.png)"]
     return sysinfo.atomic_write_text(cell_dir / "README.md", "\n".join(lines) + "\n")
+
+
+def _signed(x: float) -> str:
+    return f"{round(x, 1) + 0.0:+.1f}"    # + 0.0: no "-0.0" for a difference that rounds to 0
+
+
+def _field(config: dict, dotted: str):
+    for part in dotted.split("."):
+        config = config[part]
+    return config
+
+
+def _number(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def figure(results, path: Path) -> Path:
+    """One panel per changed field (or set of fields): mean score against the field's value,
+    the trained setting among them, with the paired 95% interval of each difference drawn
+    around it and each point's time per step of the episode loop written beside it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    base = next((r for r in results if not r["acting"]), None)
+    groups: dict = {}
+    for r in results:
+        if r["acting"]:
+            groups.setdefault(tuple(sorted(r["acting"])), []).append(r)
+    fig, axes = plt.subplots(1, len(groups), figsize=(3.6 * len(groups), 3.4), squeeze=False)
+    for ax, (keys, rs) in zip(axes[0], groups.items()):
+        values = [_number(r["acting"][keys[0]]) for r in rs] if len(keys) == 1 else [None]
+        numeric = None not in values
+        if numeric and base is not None:
+            rs = [base] + rs
+        for i, r in enumerate(rs):
+            m, d = r["measure"], r["difference"]
+            y = np.nanmean([f["trained_" + m] for f in r["final"]]) + d["mean"]
+            x = (float(_field(r["config"], keys[0])) if numeric else i)
+            yerr = ([[max(d["mean"] - d["low"], 0)], [max(d["high"] - d["mean"], 0)]]
+                    if r["acting"] and np.isfinite(d["low"]) else None)
+            ax.errorbar(x, y, yerr=yerr, fmt="o", capsize=3,
+                        color="tab:blue" if r["acting"] else "black")
+            ax.annotate(f"{r['ms_per_loop_step']:.0f} ms", (x, y), fontsize=7, xytext=(4, 3),
+                        textcoords="offset points")
+        if numeric:
+            ax.set_xlabel(keys[0].replace("diffusion.", "diffusion\n"), fontsize=8)
+        else:
+            ax.set_xticks(range(len(rs)))
+            ax.set_xticklabels([", ".join(f"{k}={v}" for k, v in r["acting"].items())
+                                for r in rs], rotation=30, ha="right", fontsize=6)
+        ax.set_ylabel(f"mean {rs[0]['measure']} over seeds", fontsize=8)
+    r0 = results[0]
+    fig.suptitle(f"{r0['algo']} on {r0['dataset']}: one trained cell acting otherwise (black: "
+                 "as trained; bars: paired 95% intervals; ms per episode-loop step)", fontsize=8)
+    return sysinfo.save_figure(fig, path)

@@ -82,8 +82,14 @@ def test_an_acting_change_from_the_cli_acts_otherwise_and_is_recorded(trained, m
     assert np.isfinite(new).all()
     assert not np.allclose(new, [f["trained_score"] for f in r["final"]], atol=1e-3), new
     assert np.unique(new).size == 2                     # two seeds, two policies
+    # a second setting of the same cell: one table row each, and the trade-off figure
+    bench_eval.evaluate("diffusion_bc", DATA, 2, steps=6, overrides=SETS, out=out,
+                        acting={"diffusion.sampler": "ddim", "diffusion.steps": "2"},
+                        log=lambda m: None)
     table = (files[0].parent / "README.md").read_text()
     assert "| diffusion.sampler=ddim, diffusion.steps=1 | 2 x 3 |" in table
+    assert "| diffusion.sampler=ddim, diffusion.steps=2 | 2 x 2 |" in table
+    assert (files[0].parent / "tradeoff.png").stat().st_size > 1000
     capsys.readouterr()
     assert cli.main(args) == 0          # finished: nothing recomputed
     assert "nothing to do" in capsys.readouterr().out
