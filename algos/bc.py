@@ -17,6 +17,7 @@ from algos.nets import GaussianPolicy, tanh_gaussian_log_prob, tanh_gaussian_sam
 LABEL = "BC"
 ORDER = 10
 TINY = {"hidden": "32,32"}
+ACTING = ("eval_sample",)   # a sample of the policy instead of tanh(mean)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -231,16 +231,22 @@ def cmd_speed(args):
     print(f"(written to {out / stem}.md and .csv)")
 
 
+def _source(args) -> str:
+    """What a cell trains on: `--dataset`, or for an online algorithm `env:` + `--env`."""
+    from bench.train import ONLINE_PREFIX
+
+    if (args.dataset is None) == (args.env is None):
+        raise UserError("give --dataset DATASET_ID (offline algorithms) or --env ENV_ID "
+                        "(online ones), one of them")
+    return args.dataset if args.env is None else ONLINE_PREFIX + args.env
+
+
 def cmd_train(args):
     import shlex
 
     from bench import train
 
-    if (args.dataset is None) == (args.env is None):
-        raise UserError("give --dataset DATASET_ID (offline algorithms) or --env ENV_ID "
-                        "(online ones), one of them")
-    source = args.dataset if args.env is None else train.ONLINE_PREFIX + args.env
-    train.run(args.algo, source, args.seeds, steps=args.steps,
+    train.run(args.algo, _source(args), args.seeds, steps=args.steps,
               overrides=train.parse_sets(args.set), out=Path(args.out), force=args.force,
               command="python -m bench " + " ".join(shlex.quote(a) for a in args.argv),
               log=lambda m: print(m, flush=True))
@@ -251,12 +257,8 @@ def cmd_evaluate(args):
 
     from bench import evaluate, train
 
-    if (args.dataset is None) == (args.env is None):
-        raise UserError("give --dataset DATASET_ID (offline algorithms) or --env ENV_ID "
-                        "(online ones), one of them")
-    source = args.dataset if args.env is None else train.ONLINE_PREFIX + args.env
-    evaluate.evaluate(args.algo, source, args.seeds, steps=args.steps,
-                      overrides=train.parse_sets(args.set), acting=train.parse_sets(args.act),
+    evaluate.evaluate(args.algo, _source(args), args.seeds, steps=args.steps,
+                      overrides=train.parse_sets(args.set), acting=train.parse_sets(args.act, "--act"),
                       episodes=args.episodes, out=Path(args.out), force=args.force,
                       command="python -m bench " + " ".join(shlex.quote(a) for a in args.argv),
                       log=lambda m: print(m, flush=True))

@@ -56,9 +56,10 @@ def acting_config(algo: str, config, acting: Optional[dict], episodes: Optional[
     wrong = sorted(k for k in acting if k not in allowed)
     if wrong:
         which = (f"its acting fields are {', '.join(allowed)}" if allowed else
-                 f"{algo} has none (it acts by one deterministic rule)")
-        raise ConfigError(f"--act {wrong[0]}: not a field that only changes how {algo} acts "
-                          f"(it would change training: retrain with --set); {which}")
+                 f"{algo} has none (it acts by one fixed rule)")
+        raise ConfigError(f"--act {wrong[0]}: not one of the fields that only change how "
+                          f"{algo} acts (any other field changes training: retrain with --set); "
+                          f"{which}")
     sampler, trained = acting.get("diffusion.sampler"), getattr(config, "diffusion", None)
     if sampler is not None and (str(sampler) == "edm") != (trained.sampler == "edm"):
         raise ConfigError(f"--act diffusion.sampler={sampler}: the cell was trained for the "
@@ -149,7 +150,9 @@ def evaluate(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None
     # The template of the checkpoint: the trained cell's state and metrics (shapes only for
     # the metrics: tracing, no compile).
     state = jax.jit(train.init_seeds)(keys)
-    batch = default_seed_batch()
+    # as the training run evaluated: seeds sharded over devices in one lockstep loop, else
+    # the backend's default
+    batch = None if bench_train.seed_sharding(seeds) is not None else default_seed_batch()
     shapes = jax.eval_shape(lambda s: train.run_seeds(s, 1, batch), state)[1]
     template = {"state": state,
                 "metrics": {k: np.zeros((seeds, periods), np.float32) for k in shapes},
@@ -173,14 +176,15 @@ def evaluate(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None
     scores = np.asarray(env.normalize(returns), np.float64).mean(1)
     trained_score = np.asarray(metrics["score"])[:, -1].astype(np.float64)
     trained_return = np.asarray(metrics["return"])[:, -1].astype(np.float64)
-    # the episodes of a seed run in lockstep until the longest ends: one loop step is one
-    # decision for every episode still running
-    loop_steps = int(lengths.max(1).sum())
+    # `batch` seeds' episodes run in one lockstep loop until the longest ends, one loop after
+    # another: one loop step is one decision for every episode still running in it
+    per_loop = batch or seeds
+    loop_steps = int(sum(lengths[i:i + per_loop].max() for i in range(0, seeds, per_loop)))
     measure = "score" if np.isfinite(float(env.normalize(0.0))) else "return"
     new = scores if measure == "score" else returns.mean(1)
     old = trained_score if measure == "score" else trained_return
-    diff = new - old
-    low, high = _paired_interval(diff[np.isfinite(diff)])
+    diff = (new - old)[np.isfinite(new - old)]   # a diverged seed is left out of both
+    low, high = _paired_interval(diff)
     result = {
         "schema": bench_train.SCHEMA, "kind": "evaluation", "complete": True,
         "algo": algo, "dataset": dataset_id, "env_id": env.env_id,
@@ -195,7 +199,8 @@ def evaluate(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None
                    "trained_return": float(trained_return[s]),
                    "mean_length": float(lengths[s].mean()),
                    "diverged": not np.isfinite(returns[s]).all()} for s in range(seeds)],
-        "difference": {"mean": float(np.mean(diff)), "low": low, "high": high},
+        "difference": {"mean": float(np.mean(diff)) if diff.size else float("nan"),
+                       "low": low, "high": high, "seeds": int(diff.size)},
         "wall_s": round(wall, 3), "compile_s": round(compile_s, 2),
         "env_steps": int(lengths.sum()), "loop_steps": loop_steps,
         "ms_per_loop_step": round(1000 * wall / max(loop_steps, 1), 4),
@@ -213,10 +218,10 @@ def evaluate(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None
     for s in range(seeds):
         log(f"  seed {s}: {measure} {new[s]:.1f} (trained: {old[s]:.1f})")
     log(f"mean {measure} {np.nanmean(new):.1f} against {np.nanmean(old):.1f} as trained; "
-        f"paired difference {_signed(np.mean(diff))} [{_signed(low)}, {_signed(high)}] (95% "
+        f"paired difference {_signed(np.mean(diff) if diff.size else np.nan)} [{_signed(low)}, {_signed(high)}] (95% "
         "bootstrap over "
         f"seeds); {1000 * wall / max(loop_steps, 1):.2f} ms per step of the episode loop "
-        f"({act.eval_episodes} episodes in lockstep), {wall:.1f}s run + {compile_s:.0f}s "
+        f"({act.eval_episodes * per_loop} episodes in lockstep), {wall:.1f}s run + {compile_s:.0f}s "
         f"compile -> {path}")
     return result
 
@@ -225,8 +230,14 @@ def write_table(cell_dir: Path) -> Path:
     """`README.md` of one trained cell's folder of evaluations: a row per acting setting
     (from the files alone), so the trade-off of one trained model reads in one table."""
     cell_dir = Path(cell_dir)
-    files = sorted(cell_dir.glob("*.json"))
-    results = [json.loads(f.read_text()) for f in files]
+    results = []
+    for f in sorted(cell_dir.glob("*.json")):
+        try:
+            results.append(json.loads(f.read_text()))
+            results[-1]["acting"], results[-1]["final"]   # noqa: B018 - the fields read below
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ConfigError(f"{f} is not a readable evaluation file, so the table of "
+                              f"{cell_dir} cannot be written; move it away") from None
     results.sort(key=lambda r: (len(r["acting"]), sorted(r["acting"]),
                                 [(_number(v) is None, _number(v) or 0.0, str(v))
                                  for _, v in sorted(r["acting"].items())],
@@ -239,8 +250,9 @@ def write_table(cell_dir: Path) -> Path:
              "states and evaluates them with the acting change, on the keys of their last "
              "training evaluation, so 'as trained' is the cell's own final score and the "
              "difference is paired seed by seed (95% percentile bootstrap over seeds). 'ms per "
-             "step' is the episode loop's wall time per step, every episode of a seed in "
-             "lockstep (one decision for each), seeds one after another, compile apart.", "",
+             "step' is the episode loop's wall time per step, all episodes of `eval_seed_batch` "
+             "seeds in lockstep (one decision for each; one seed at a time on a CPU), compile "
+             "apart.", "",
              f"| acting change | seeds x episodes | {r0['measure']} | as trained | difference "
              "| ms per step | hardware | command |", "|---|---|---|---|---|---|---|---|"]
     for r in results:
@@ -253,7 +265,7 @@ def write_table(cell_dir: Path) -> Path:
             f"{np.nanstd(new):.1f} | {np.nanmean(old):.1f} | {_signed(d['mean'])} "
             f"[{_signed(d['low'])}, {_signed(d['high'])}] | {r['ms_per_loop_step']:.2f} | "
             f"{sysinfo.hardware_line(r['hardware'])} | `{r['command'] or '(in-process)'}` |")
-    if len(results) > 1:
+    if any(r["acting"] for r in results):
         figure(results, cell_dir / "tradeoff.png")
         lines += ["", "![score against time per step](tradeoff.png)"]
     return sysinfo.atomic_write_text(cell_dir / "README.md", "\n".join(lines) + "\n")

@@ -48,14 +48,14 @@ CHECKPOINTS = ROOT / ".cache" / "checkpoints"  # or $DIFFRL_CHECKPOINTS (e.g. a 
 SCHEMA = 2  # 2: the dataset's content hash, the code version and the CPU's vector extensions
 
 
-def parse_sets(pairs) -> Dict[str, str]:
+def parse_sets(pairs, flag: str = "--set") -> Dict[str, str]:
     out = {}
     for pair in pairs or ():
         if "=" not in pair:
-            raise ConfigError(f"--set {pair}: expected key=value")
+            raise ConfigError(f"{flag} {pair}: expected key=value")
         key, value = pair.split("=", 1)
         if key.strip() in out:
-            raise ConfigError(f"--set {key.strip()} is given twice; give it once")
+            raise ConfigError(f"{flag} {key.strip()} is given twice; give it once")
         out[key.strip()] = value.strip()
     return out
 

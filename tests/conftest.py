@@ -45,3 +45,25 @@ def checkpoint_root(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:   # read by train.checkpoint_root, for every run
         mp.setattr(train, "CHECKPOINTS", root)
         yield root
+
+
+@pytest.fixture(scope="session")
+def random_pendulum():
+    """`make(dataset_id, transitions, key) -> dataset_id`: a Minari dataset of Pendulum-v1 under
+    the uniform random policy, written once per id into the session's datasets folder. Tests
+    that need other sizes or keys give their own id (the folder is shared within a process)."""
+    import numpy as np
+
+    import envs
+    from envs.datasets import builder, minari_io
+
+    def make(dataset_id: str, transitions: int, key) -> str:
+        if not minari_io.exists(dataset_id):
+            env = envs.make("Pendulum-v1")
+            eps = builder.collect(env, builder._random_policy(env), None, key, transitions)
+            minari_io.write(dataset_id, eps, obs_low=-np.inf, obs_high=np.inf, act_low=-2.0,
+                            act_high=2.0, ref_min_score=env.spec.ref_min_score,
+                            ref_max_score=env.spec.ref_max_score, algorithm_name="random",
+                            description="test", extra_metadata={"env_id": "Pendulum-v1"})
+        return dataset_id
+    return make

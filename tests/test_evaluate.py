@@ -6,10 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-import envs
 from bench import cli, evaluate as bench_eval, train as bench_train
-from envs.datasets import builder as build_mod
-from envs.datasets import minari_io
 
 # Pendulum: a continuous reward, so another way of acting shows in every return
 DATA = "test/pendulum/evaluate-v0"
@@ -22,21 +19,9 @@ def cell(steps: int):
             str(steps)] + [a for k, v in SETS.items() for a in ("--set", f"{k}={v}")]
 
 
-def _dataset():
-    """600 random Pendulum transitions under their own id."""
-    if not minari_io.exists(DATA):
-        env = envs.make("Pendulum-v1")
-        key = jax.random.fold_in(jax.random.PRNGKey(0), build_mod._level_index("random"))
-        eps = build_mod.collect(env, build_mod._random_policy(env), None, key, 600)
-        minari_io.write(DATA, eps, obs_low=-np.inf, obs_high=np.inf, act_low=-2.0,
-                        act_high=2.0, ref_min_score=env.spec.ref_min_score,
-                        ref_max_score=env.spec.ref_max_score, algorithm_name="test",
-                        description="test", extra_metadata={"env_id": "Pendulum-v1"})
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    _dataset()
+def trained(tmp_path_factory, random_pendulum):
+    random_pendulum(DATA, 600, jax.random.PRNGKey(0))
     root = tmp_path_factory.mktemp("evaluate")
     result = bench_train.run("diffusion_bc", DATA, 2, steps=6, overrides=SETS,
                              out=root / "runs", checkpoints=root / "ckpt", log=lambda m: None)
@@ -97,7 +82,9 @@ def test_an_acting_change_from_the_cli_acts_otherwise_and_is_recorded(trained, m
 
 @pytest.mark.parametrize("algo, act, says", [
     ("diffusion_bc", "lr=0.1", "acting fields are diffusion.sampler"),
-    ("bc", "n_candidates=4", "bc has none"),
+    ("td3_bc", "n_candidates=4", "td3_bc has none"),
+    ("bc", "hidden=8,8", "its acting fields are eval_sample"),
+    ("diffusion_bc", "diffusion.steps", "--act diffusion.steps: expected key=value"),
     ("diffusion_bc", "diffusion.sampler=edm", "EDM's noise model is another model"),
     ("diffusion_ql", "diffusion.steps=2", "acting fields are n_candidates, selection"),
 ])
@@ -107,8 +94,9 @@ def test_a_field_that_changes_training_is_one_line(algo, act, says, capsys):
     assert says in err and len(err.splitlines()) == 1, err
 
 
-def test_a_cell_never_trained_names_the_training_command(tmp_path, capsys, monkeypatch):
-    _dataset()
+def test_a_cell_never_trained_names_the_training_command(tmp_path, capsys, monkeypatch,
+                                                        random_pendulum):
+    random_pendulum(DATA, 600, jax.random.PRNGKey(0))
     monkeypatch.setenv("DIFFRL_CHECKPOINTS", str(tmp_path))
     assert cli.main(["evaluate", *cell(9), "--act",
                      "diffusion.steps=2", "--act", "diffusion.sampler=ddim"]) == 2

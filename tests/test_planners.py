@@ -43,22 +43,17 @@ def _tiny(algo="diffuser", **sets):
     return apply_overrides(mod.Config(), {**TINY, **mod.TINY, **sets})
 
 
-PENDULUM_ID = "test/pendulum/random-v0"
+PENDULUM_ID = "test/pendulum/planners-v0"
 
 
 @pytest.fixture(scope="module")
-def pendulum():
+def pendulum(random_pendulum):
     """1000 random Pendulum transitions (8 episodes cut at 125 steps, so some windows run past
-    their end): Diffuser's locomotion setting. Its own id: other tests build
-    jaxrl/pendulum/random-v0 at other sizes in the same session."""
+    their end): Diffuser's locomotion setting. Its own id: other tests build random Pendulum
+    data at other sizes in the same session (test_synther's test/pendulum/random-v0)."""
     env = envs.make("Pendulum-v1")
-    if not minari_io.exists(PENDULUM_ID):
-        key = jax.random.fold_in(jax.random.PRNGKey(0), build_mod._level_index("random"))
-        eps = build_mod.collect(env, build_mod._random_policy(env), None, key, 1000)
-        minari_io.write(PENDULUM_ID, eps, obs_low=-np.inf, obs_high=np.inf, act_low=-2.0,
-                        act_high=2.0, ref_min_score=env.spec.ref_min_score,
-                        ref_max_score=env.spec.ref_max_score, algorithm_name="test",
-                        description="test", extra_metadata={"env_id": "Pendulum-v1"})
+    key = jax.random.fold_in(jax.random.PRNGKey(0), build_mod._level_index("random"))
+    random_pendulum(PENDULUM_ID, 1000, key)
     return load(PENDULUM_ID), env
 
 

@@ -10,14 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import envs
 from algos import synther
 from algos.config import apply_overrides
 from bench import augment
 from bench.cli import main as cli
 from envs import datasets
-from envs.datasets import builder as build_mod
-from envs.datasets import derived, minari_io
+from envs.datasets import derived
 from envs.datasets.minari_io import DatasetError
 
 SOURCE = "test/pendulum/random-v0"
@@ -29,17 +27,9 @@ def _sets(items):
 
 
 @pytest.fixture(scope="module")
-def source():
+def source(random_pendulum):
     """2,000 real Pendulum transitions of the uniform random policy, as a Minari dataset."""
-    if not minari_io.exists(SOURCE):
-        env = envs.make("Pendulum-v1")
-        eps = build_mod.collect(env, build_mod._random_policy(env), None,
-                                jax.random.PRNGKey(0), 2000)
-        minari_io.write(SOURCE, eps, obs_low=-np.inf, obs_high=np.inf, act_low=-2.0,
-                        act_high=2.0, ref_min_score=env.spec.ref_min_score,
-                        ref_max_score=env.spec.ref_max_score, algorithm_name="random",
-                        description="test", extra_metadata={"env_id": "Pendulum-v1"})
-    return datasets.load(SOURCE)
+    return datasets.load(random_pendulum(SOURCE, 2000, jax.random.PRNGKey(0)))
 
 
 # --- the generator against the authors' code ---------------------------------------------------
