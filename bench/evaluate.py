@@ -42,6 +42,7 @@ from algos.config import ConfigError, apply_overrides, config_dict, config_hash
 from bench import sysinfo, train as bench_train
 from envs.evaluation import default_seed_batch, make_evaluate, over_seeds
 
+EDM_ONLY = ("sigma_min", "sigma_max", "churn", "s_tmin", "s_tmax", "s_noise")
 ROOT = Path(__file__).resolve().parent.parent
 ADHOC = ROOT / ".cache" / "evals"
 PUBLISHED = ROOT / "results" / "evals"
@@ -66,6 +67,16 @@ def acting_config(algo: str, config, acting: Optional[dict], episodes: Optional[
                           f"{trained.sampler} sampler, and EDM's noise model is another model; "
                           "a discrete model samples with ddpm, ddim or dpm_solver_pp")
     act = apply_overrides(config, acting, typed)
+    if trained is not None:
+        spec = act.diffusion
+        idle = [k for k in acting if k.startswith("diffusion.") and k[10:] in EDM_ONLY] \
+            if spec.sampler != "edm" else []
+        if "diffusion.eta" in acting and spec.sampler != "ddim":
+            idle.append("diffusion.eta")
+        if idle:
+            raise ConfigError(f"--act {idle[0]}: does nothing with the {spec.sampler} sampler "
+                              "(eta is DDIM's noise; sigma_min, sigma_max, churn, s_tmin, s_tmax "
+                              "and s_noise are EDM's), so the evaluation would change nothing")
     if episodes is not None:
         if episodes < 1:
             raise ConfigError(f"--episodes must be at least 1, got {episodes}")
@@ -157,7 +168,12 @@ def evaluate(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None
     template = {"state": state,
                 "metrics": {k: np.zeros((seeds, periods), np.float32) for k in shapes},
                 "wall": np.zeros(periods)}
-    restored = checkpoint.restore(ckpt_dir, template)
+    try:
+        restored = checkpoint.restore(ckpt_dir, template)
+    except checkpoint.CheckpointError as e:   # its fix names bench train's --force
+        raise checkpoint.CheckpointError(
+            f"{str(e).rsplit(';', 1)[0]}; retrain the cell: "
+            f"{_train_command(algo, dataset_id, seeds, steps, overrides)} --force") from None
     if restored is None or restored[0] != periods:   # replaced since we looked
         raise ConfigError(f"the checkpoint in {ckpt_dir} changed while it was read; rerun")
     state, metrics = restored[1]["state"], restored[1]["metrics"]

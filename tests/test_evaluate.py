@@ -85,6 +85,8 @@ def test_an_acting_change_from_the_cli_acts_otherwise_and_is_recorded(trained, m
     ("td3_bc", "n_candidates=4", "td3_bc has none"),
     ("bc", "hidden=8,8", "its acting fields are eval_sample"),
     ("diffusion_bc", "diffusion.steps", "--act diffusion.steps: expected key=value"),
+    ("diffusion_bc", "diffusion.churn=5", "does nothing with the ddpm sampler"),
+    ("idql", "diffusion.eta=0.5", "does nothing with the ddpm sampler"),
     ("diffusion_bc", "diffusion.sampler=edm", "EDM's noise model is another model"),
     ("diffusion_ql", "diffusion.steps=2", "acting fields are n_candidates, selection"),
 ])
@@ -116,3 +118,18 @@ def test_every_acting_field_is_a_field_of_its_config():
         for field in algos.acting_fields(algo):
             value = functools.reduce(getattr, field.split("."), config)
             assert apply_overrides(config, {field: value}, typed=True) == config, (algo, field)
+
+
+def test_a_damaged_checkpoint_names_the_retraining_command(trained, tmp_path, monkeypatch,
+                                                           capsys):
+    import shutil
+
+    root, _ = trained
+    shutil.copytree(root / "ckpt", tmp_path / "ckpt")
+    for f in (tmp_path / "ckpt").rglob("digest-*.json"):
+        f.unlink()                       # a checkpoint that can no longer be checked
+    monkeypatch.setenv("DIFFRL_CHECKPOINTS", str(tmp_path / "ckpt"))
+    assert cli.main(["evaluate", *cell(6), "--out", str(tmp_path / "evals")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no readable digest" in err and len(err.splitlines()) == 1, err
+    assert err.endswith("--force") and "python -m bench train --algo diffusion_bc" in err
