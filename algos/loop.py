@@ -115,11 +115,18 @@ class Train:
         k_init, k_run = jax.random.split(key)
         return TrainState(self.init_algo(k_init), k_run, jnp.zeros((), jnp.int32))
 
+    @staticmethod
+    def period_keys(state: TrainState, period):
+        """`(update key, evaluation key)` of one seed's `period` (0-based): what its updates
+        and its evaluation at that period's end draw from (`bench evaluate` replays the
+        last one)."""
+        k_upd, k_eval = jax.random.split(jax.random.fold_in(state.key, period))
+        return k_upd, k_eval
+
     def _updates(self, state: TrainState):
         """One seed's `eval_every` updates of its current period: (algo, mean metrics,
         the period's evaluation key)."""
-        key = jax.random.fold_in(state.key, state.period)
-        k_upd, k_eval = jax.random.split(key)
+        k_upd, k_eval = self.period_keys(state, state.period)
         algo, metrics = jax.lax.scan(self.update, state.algo,
                                      jax.random.split(k_upd, self.config.eval_every))
         metrics = jax.tree_util.tree_map(lambda m: m.mean(0), metrics)

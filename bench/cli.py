@@ -258,7 +258,8 @@ def cmd_evaluate(args):
     from bench import evaluate, train
 
     evaluate.evaluate(args.algo, _source(args), args.seeds, steps=args.steps,
-                      overrides=train.parse_sets(args.set), acting=train.parse_sets(args.act, "--act"),
+                      overrides=train.parse_sets(args.set),
+                      acting=train.parse_sets(args.act, "--act"),
                       episodes=args.episodes, out=Path(args.out), force=args.force,
                       command="python -m bench " + " ".join(shlex.quote(a) for a in args.argv),
                       log=lambda m: print(m, flush=True))

@@ -44,8 +44,7 @@ from envs.evaluation import default_seed_batch, make_evaluate, over_seeds
 
 EDM_ONLY = ("sigma_min", "sigma_max", "churn", "s_tmin", "s_tmax", "s_noise")
 ROOT = Path(__file__).resolve().parent.parent
-ADHOC = ROOT / ".cache" / "evals"
-PUBLISHED = ROOT / "results" / "evals"
+ADHOC = ROOT / ".cache" / "evals"   # --out results/evals publishes
 
 
 def acting_config(algo: str, config, acting: Optional[dict], episodes: Optional[int] = None,
@@ -148,18 +147,20 @@ def evaluate(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None
                                           chash_data, seeds)
     periods = config.steps // config.eval_every
     done = checkpoint.latest_step(ckpt_dir) or 0   # before anything compiles
+    retrain = _train_command(algo, dataset_id, seeds, steps, overrides)
     if done != periods:
         raise ConfigError(
             f"no finished training of {algo} on {dataset_id} with {seeds} seeds and this "
             f"config ({config_hash(config)}) in {ckpt_dir} ({done} of {periods} evaluation "
-            f"periods); train it first: {_train_command(algo, dataset_id, seeds, steps, overrides)}")
+            f"periods); train it first: {retrain}")
     dataset = bench_train.load_source(dataset_id)
-    env, train, keys = bench_train.preflight(algo, dataset, seeds, config)
-    acting_train = algos.get(algo).make_train(
-        act, None if isinstance(dataset, bench_train.OnlineSource) else dataset, env)
+    # Built with the acting config: its state has the trained cell's structure (acting fields
+    # never shape the state; the checkpoint's digest would refuse one that differs), so it is
+    # the checkpoint's template and its policy acts.
+    env, train, keys = bench_train.preflight(algo, dataset, seeds, act)
 
-    # The template of the checkpoint: the trained cell's state and metrics (shapes only for
-    # the metrics: tracing, no compile).
+    # The template of the checkpoint: the state and metrics (shapes only for the metrics:
+    # tracing, no compile).
     state = jax.jit(train.init_seeds)(keys)
     # as the training run evaluated: seeds sharded over devices in one lockstep loop, else
     # the backend's default
@@ -172,16 +173,14 @@ def evaluate(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None
         restored = checkpoint.restore(ckpt_dir, template)
     except checkpoint.CheckpointError as e:   # its fix names bench train's --force
         raise checkpoint.CheckpointError(
-            f"{str(e).rsplit(';', 1)[0]}; retrain the cell: "
-            f"{_train_command(algo, dataset_id, seeds, steps, overrides)} --force") from None
+            f"{str(e).rsplit(';', 1)[0]}; retrain the cell: {retrain} --force") from None
     if restored is None or restored[0] != periods:   # replaced since we looked
         raise ConfigError(f"the checkpoint in {ckpt_dir} changed while it was read; rerun")
     state, metrics = restored[1]["state"], restored[1]["metrics"]
 
-    # seed k's keys of its last training evaluation (`Train._updates` at period - 1)
-    keys = jax.vmap(lambda s: jax.random.split(
-        jax.random.fold_in(s.key, s.period - 1))[1])(state)
-    run = jax.jit(over_seeds(make_evaluate(acting_train.policy, env, act.eval_episodes), batch))
+    # seed k's key of its last training evaluation
+    keys = jax.vmap(lambda s: train.period_keys(s, s.period - 1)[1])(state)
+    run = jax.jit(over_seeds(make_evaluate(train.policy, env, act.eval_episodes), batch))
     t0 = time.time()
     compiled = run.lower(state.algo, keys).compile()
     compile_s = time.time() - t0
@@ -196,7 +195,7 @@ def evaluate(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None
     # another: one loop step is one decision for every episode still running in it
     per_loop = batch or seeds
     loop_steps = int(sum(lengths[i:i + per_loop].max() for i in range(0, seeds, per_loop)))
-    measure = "score" if np.isfinite(float(env.normalize(0.0))) else "return"
+    measure = bench_train.measure_of(env)
     new = scores if measure == "score" else returns.mean(1)
     old = trained_score if measure == "score" else trained_return
     diff = (new - old)[np.isfinite(new - old)]   # a diverged seed is left out of both
@@ -233,12 +232,12 @@ def evaluate(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None
         f"{config_hash(config)}), acting with {changed}, {act.eval_episodes} episodes per seed:")
     for s in range(seeds):
         log(f"  seed {s}: {measure} {new[s]:.1f} (trained: {old[s]:.1f})")
+    d = result["difference"]
     log(f"mean {measure} {np.nanmean(new):.1f} against {np.nanmean(old):.1f} as trained; "
-        f"paired difference {_signed(np.mean(diff) if diff.size else np.nan)} [{_signed(low)}, {_signed(high)}] (95% "
-        "bootstrap over "
-        f"seeds); {1000 * wall / max(loop_steps, 1):.2f} ms per step of the episode loop "
-        f"({act.eval_episodes * per_loop} episodes in lockstep), {wall:.1f}s run + {compile_s:.0f}s "
-        f"compile -> {path}")
+        f"paired difference {_signed(d['mean'])} [{_signed(low)}, {_signed(high)}] (95% "
+        f"bootstrap over seeds); {result['ms_per_loop_step']:.2f} ms per step of the episode "
+        f"loop ({act.eval_episodes * per_loop} episodes in lockstep), {wall:.1f}s run + "
+        f"{compile_s:.0f}s compile -> {path}")
     return result
 
 
@@ -249,9 +248,11 @@ def write_table(cell_dir: Path) -> Path:
     results = []
     for f in sorted(cell_dir.glob("*.json")):
         try:
-            results.append(json.loads(f.read_text()))
-            results[-1]["acting"], results[-1]["final"]   # noqa: B018 - the fields read below
-        except (OSError, ValueError, KeyError, TypeError):
+            r = json.loads(f.read_text())
+            if not isinstance(r.get("acting"), dict) or not isinstance(r.get("final"), list):
+                raise ValueError("not an evaluation")
+            results.append(r)
+        except (OSError, ValueError, AttributeError):
             raise ConfigError(f"{f} is not a readable evaluation file, so the table of "
                               f"{cell_dir} cannot be written; move it away") from None
     results.sort(key=lambda r: (len(r["acting"]), sorted(r["acting"]),

@@ -227,6 +227,12 @@ def memory_check(train, keys, dataset, seeds: int, available=None, devices: int 
     return need
 
 
+def measure_of(env) -> str:
+    """What a cell reports: the normalised "score", or the raw "return" for an env without
+    an expert reference yet (a new env's first expert)."""
+    return "score" if np.isfinite(float(env.normalize(0.0))) else "return"
+
+
 def checkpoint_root(checkpoints=None) -> Path:
     """Where training checkpoints go: `checkpoints` when given, else $DIFFRL_CHECKPOINTS,
     else the clone's `.cache/checkpoints` (`CHECKPOINTS`)."""
@@ -333,8 +339,7 @@ def _run(algo, dataset_id, seeds, config, chash, name, path, previous, ckpt_dir,
         state, metrics = tree["state"], {k: np.asarray(v) for k, v in tree["metrics"].items()}
         wall = [float(w) for w in np.asarray(tree["wall"])]
         log(f"resumed from {ckpt_dir} at step {done * config.eval_every:,d}")
-    # without an expert reference (a new env's first expert) progress is the raw return
-    measure = "score" if np.isfinite(float(env.normalize(0.0))) else "return"
+    measure = measure_of(env)
     log(f"{algo} on {dataset_id} ({env.env_id}), {seeds} seeds vmapped, "
         f"{config.steps:,d} steps, config {chash}; compiled in {compile_s:.1f}s")
     t_session = time.time()

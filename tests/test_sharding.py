@@ -38,8 +38,8 @@ def test_seeds_sharded_over_four_devices_equal_the_single_device_run(tmp_path):
         f"              out={str(tmp_path / 'four')!r}, checkpoints={str(tmp_path / 'ckpt4')!r},\n"
         "              log=logs.append)\n"
         "print(json.dumps({'logs': logs, 'devices': r['hardware']['device_count']}))\n")
-    env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4",
-           "JAX_PLATFORMS": "cpu"}
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4"
+    env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
