@@ -49,6 +49,10 @@ def cells(seeds: Optional[int] = None, steps: Optional[int] = None):
     """The bandit sweep's cells; `seeds`/`steps` replace the file's (one evaluation, at the end)."""
     out = []
     for c in sweep.load(SWEEP).cells:
+        if c.is_acting:   # its samples and scores would be the trained cell's
+            raise sweep.SweepError(f"{SWEEP}.toml: {c.label!r} is an acting variant (act), which "
+                                   "the bandit's mode coverage does not evaluate; give it its "
+                                   "own group")
         sets = c.sets
         if steps is not None:
             sets["eval_every"] = steps
@@ -76,7 +80,7 @@ def run(seeds: Optional[int] = None, steps: Optional[int] = None,
             cov = bandit.mode_coverage(actions[s])
             rows.append({"method": c.label, "algo": c.algo, "seed": s,
                          "config_hash": result["config_hash"], "steps": config.steps,
-                         "settings": " ".join(f"{k}={_text(v)}" for k, v in c.overrides
+                         "settings": " ".join(f"{k}={train.set_text(v)}" for k, v in c.overrides
                                               if k not in ("eval_every", "eval_episodes")),
                          "in_mode": cov["in_mode"], "modes_covered": cov["modes_covered"],
                          **{f"mode_{i}": f for i, f in enumerate(cov["per_mode"])},
@@ -90,15 +94,6 @@ def run(seeds: Optional[int] = None, steps: Optional[int] = None,
     sysinfo.atomic_write_text(out / "bandit.csv", csv_text(rows))
     figure(data, shown, out / "figures" / "bandit_actions.png")
     return rows
-
-
-def _text(value) -> str:
-    """A setting as `--set` would write it."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, tuple):
-        return ",".join(map(str, value))
-    return str(value)
 
 
 def summary(rows):

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import shlex
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -40,6 +42,7 @@ import algos
 from algos import checkpoint
 from algos.config import ConfigError, apply_overrides, config_dict, config_hash
 from bench import sysinfo, train as bench_train
+from bench.tables import signed
 from envs.evaluation import default_seed_batch, make_evaluate, over_seeds
 
 EDM_ONLY = ("sigma_min", "sigma_max", "churn", "s_tmin", "s_tmax", "s_noise")
@@ -47,22 +50,34 @@ ROOT = Path(__file__).resolve().parent.parent
 ADHOC = ROOT / ".cache" / "evals"   # --out results/evals publishes
 
 
+def beside(runs: Path) -> Path:
+    """Where a sweep's evaluations go: the `evals` folder beside its folder of results files
+    (`results/runs` -> `results/evals`, `.cache/runs` -> `.cache/evals`)."""
+    return Path(runs).parent / "evals"
+
+
+def path_of(out: Path, cell_name: str, act, seeds: int) -> Path:
+    """The file of one evaluation: `<out>/<cell>/<acting config hash>-seeds<N>.json`."""
+    return Path(out) / cell_name / f"{config_hash(act)}-seeds{seeds}.json"
+
+
 def acting_config(algo: str, config, acting: Optional[dict], episodes: Optional[int] = None,
-                  typed: bool = False):
+                  typed: bool = False, flag: str = "--act", retrain: str = "retrain with --set"):
     """`config` with the `acting` overrides (fields of `algos.acting_fields(algo)` only) and
-    `episodes` evaluation episodes; one line for anything else."""
+    `episodes` evaluation episodes; one line for anything else (`flag` and `retrain` name the
+    option and the fix where they were given: a sweep file's say `act` and the group's
+    `set`)."""
     allowed = algos.acting_fields(algo)
     acting = dict(acting or {})
     wrong = sorted(k for k in acting if k not in allowed)
     if wrong:
         which = (f"its acting fields are {', '.join(allowed)}" if allowed else
                  f"{algo} has none (it acts by one fixed rule)")
-        raise ConfigError(f"--act {wrong[0]}: not one of the fields that only change how "
-                          f"{algo} acts (any other field changes training: retrain with --set); "
-                          f"{which}")
+        raise ConfigError(f"{flag} {wrong[0]}: not one of the fields that only change how "
+                          f"{algo} acts (any other field changes training: {retrain}); {which}")
     sampler, trained = acting.get("diffusion.sampler"), getattr(config, "diffusion", None)
     if sampler is not None and (str(sampler) == "edm") != (trained.sampler == "edm"):
-        raise ConfigError(f"--act diffusion.sampler={sampler}: the cell was trained for the "
+        raise ConfigError(f"{flag} diffusion.sampler={sampler}: the cell was trained for the "
                           f"{trained.sampler} sampler, and EDM's noise model is another model; "
                           "a discrete model samples with ddpm, ddim or dpm_solver_pp")
     act = apply_overrides(config, acting, typed)
@@ -73,7 +88,7 @@ def acting_config(algo: str, config, acting: Optional[dict], episodes: Optional[
         if "diffusion.eta" in acting and spec.sampler != "ddim":
             idle.append("diffusion.eta")
         if idle:
-            raise ConfigError(f"--act {idle[0]}: does nothing with the {spec.sampler} sampler "
+            raise ConfigError(f"{flag} {idle[0]}: does nothing with the {spec.sampler} sampler "
                               "(eta is DDIM's noise; sigma_min, sigma_max, churn, s_tmin, s_tmax "
                               "and s_noise are EDM's), so the evaluation would change nothing")
     if episodes is not None:
@@ -86,7 +101,8 @@ def acting_config(algo: str, config, acting: Optional[dict], episodes: Optional[
 def _train_command(algo, dataset_id, seeds, steps, overrides) -> str:
     source = (f"--env {dataset_id[len(bench_train.ONLINE_PREFIX):]}"
               if bench_train.is_online(dataset_id) else f"--dataset {dataset_id}")
-    sets = "".join(f" --set {k}={v}" for k, v in (overrides or {}).items())
+    sets = "".join(f" --set {shlex.quote(f'{k}={bench_train.set_text(v)}')}"
+                   for k, v in (overrides or {}).items())
     return (f"python -m bench train --algo {algo} {source} --seeds {seeds}"
             + (f" --steps {steps}" if steps is not None else "") + sets)
 
@@ -100,36 +116,105 @@ def _paired_interval(diff: np.ndarray, reps: int = 10_000, seed: int = 0):
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-def _existing(path: Path, seeds: int, act, force: bool, content_hash) -> Optional[dict]:
+def read(path: Path) -> dict:
+    """A finished evaluation file, whole; anything else is one line naming it."""
+    try:
+        r = json.loads(Path(path).read_text())
+        d = r.get("difference") if isinstance(r, dict) else None
+        ok = (isinstance(r, dict) and r.get("kind") == "evaluation"
+              and r.get("schema") == bench_train.SCHEMA and r.get("complete") is True
+              and all(k in r for k in ("config", "seeds", "acting", "data", "code", "hardware",
+                                       "eval_episodes", "ms_per_loop_step", "config_hash",
+                                       "trained_config_hash", "measure"))
+              and isinstance(d, dict) and all(k in d for k in ("mean", "low", "high"))
+              and isinstance(r["final"], list) and len(r["final"]) == r["seeds"]
+              and all(isinstance(f, dict) and all(isinstance(f.get(k), (int, float)) for k in
+                                                  ("score", "return", "trained_score",
+                                                   "trained_return"))
+                      for f in r["final"]))
+    except (OSError, ValueError, AttributeError):
+        ok = False
+    if not ok:
+        raise ConfigError(f"{path} is not a readable evaluation file of this code; move it "
+                          "away and evaluate again")
+    # files from before the count was written: the seeds whose difference is finite
+    d.setdefault("seeds", sum(math.isfinite(f[r["measure"]] - f["trained_" + r["measure"]])
+                              for f in r["final"]))
+    return r
+
+
+def same_training(final: list, scores, returns) -> bool:
+    """Whether per-seed final `scores` and `returns` (a checkpoint's, or those an evaluation
+    file restored) are those of a results file's `final` entries: the same training. A seed
+    the file marks diverged is skipped (its file scores are NaN by the divergence rule, its
+    checkpoint's need not be), as is a NaN score of an env without an expert reference."""
+    if len(final) != len(scores) or len(final) != len(returns):
+        return False
+    for f, s, r in zip(final, scores, returns):
+        if f.get("diverged"):
+            continue
+        for kept, held in ((f["score"], s), (f["return"], r)):
+            if math.isfinite(kept) and not (math.isfinite(held) and
+                                            abs(kept - held) <= 1e-6 * max(1.0, abs(kept))):
+                return False
+    return True
+
+
+def trained_of(evaluation: dict):
+    """The per-seed final scores and returns of the training an evaluation file restored."""
+    return ([f["trained_score"] for f in evaluation["final"]],
+            [f["trained_return"] for f in evaluation["final"]])
+
+
+def existing(path: Path, seeds: int, act, force: bool, content_hash) -> Optional[dict]:
     """The finished evaluation at `path` if it is this one (acting config, seeds, data), None
     if there is none (or `force`); one line for anything else, which is never replaced
     silently."""
     if force or not path.exists():
         return None
     fix = "move it away, or rerun with --force to replace it"
-    try:
-        prev = json.loads(path.read_text())
-        same = (prev["kind"] == "evaluation" and prev["schema"] == bench_train.SCHEMA
-                and prev["config"] == json.loads(json.dumps(config_dict(act)))
-                and prev["seeds"] == seeds)
-        was = prev["data"]["content_hash"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise ConfigError(f"{path} is not a readable evaluation file; {fix}") from None
-    if not same:
+    prev = read(path)
+    if prev["config"] != json.loads(json.dumps(config_dict(act))) or prev["seeds"] != seeds:
         raise ConfigError(f"{path} holds another evaluation under the same name; {fix}")
+    was = prev["data"].get("content_hash")
     if was != content_hash:
         raise ConfigError(f"{path} was evaluated on other data ({str(was)[:12]}, the local copy "
                           f"is {str(content_hash)[:12]}); {fix}")
-    return prev if prev.get("complete") else None
+    return prev
+
+
+def trained_checkpoint(algo, dataset_id, seeds, steps, overrides, checkpoints=None,
+                       typed=False, out_note: str = ""):
+    """The finished checkpoint folder of a trained cell (the config, data and seed count
+    name it), checked before anything compiles; one line giving the training command when
+    it is missing or unfinished (`out_note`: extra options for it, e.g. `--out results/runs
+    --force` where a results file exists without its checkpoint)."""
+    config = bench_train.make_config(algo, steps, overrides, dataset_id, typed)
+    name = bench_train.cell_name(algo, dataset_id, config)
+    ckpt_dir = bench_train.checkpoint_dir(bench_train.checkpoint_root(checkpoints), name,
+                                          bench_train.data_hash(dataset_id), seeds)
+    periods = config.steps // config.eval_every
+    done = checkpoint.latest_step(ckpt_dir) or 0
+    if done != periods:
+        raise ConfigError(
+            f"no finished training of {algo} on {dataset_id} with {seeds} seeds and this "
+            f"config ({config_hash(config)}) in {ckpt_dir} ({done} of {periods} evaluation "
+            f"periods); train it first: "
+            f"{_train_command(algo, dataset_id, seeds, steps, overrides)}{out_note}")
+    return ckpt_dir
 
 
 def evaluate(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None,
              overrides: Optional[dict] = None, acting: Optional[dict] = None,
              episodes: Optional[int] = None, out: Path = ADHOC,
              checkpoints: Optional[Path] = None, command: str = "", force: bool = False,
-             typed: bool = False, log: Callable[[str], None] = print) -> dict:
+             typed: bool = False, trained: Optional[Path] = None,
+             log: Callable[[str], None] = print) -> dict:
     """Evaluate the finished cell (`algo`, `dataset_id`, `seeds`, `steps`, `overrides`: as
-    trained) with the `acting` overrides; returns (and writes) the results."""
+    trained) with the `acting` overrides; returns (and writes) the results. `trained`, the
+    cell's results file when there is one (a sweep's), must be from the training the
+    checkpoint holds: the same final scores, else one line (the checkpoint was retrained
+    elsewhere, or the file came from another machine)."""
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
     bench_train.check_kind(algo, dataset_id)
@@ -137,22 +222,18 @@ def evaluate(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None
     act = acting_config(algo, config, acting, episodes, typed)
     name = bench_train.cell_name(algo, dataset_id, config)
     chash_data = bench_train.data_hash(dataset_id)
-    path = Path(out) / name / f"{config_hash(act)}-seeds{seeds}.json"
-    previous = _existing(path, seeds, act, force, chash_data)
+    path = path_of(out, name, act, seeds)
+    previous = existing(path, seeds, act, force, chash_data)
     if previous is not None:
         log(f"{path} exists (same cell, acting config, data and {seeds} seeds): nothing to "
             "do; --force reruns")
         return previous
-    ckpt_dir = bench_train.checkpoint_dir(bench_train.checkpoint_root(checkpoints), name,
-                                          chash_data, seeds)
+    # the training's own results file, if given, is where a retraining must go
+    out_note = f" --out {Path(trained).parents[2]} --force" if trained is not None else ""
+    ckpt_dir = trained_checkpoint(algo, dataset_id, seeds, steps, overrides, checkpoints, typed,
+                                  out_note)   # before anything compiles
     periods = config.steps // config.eval_every
-    done = checkpoint.latest_step(ckpt_dir) or 0   # before anything compiles
-    retrain = _train_command(algo, dataset_id, seeds, steps, overrides)
-    if done != periods:
-        raise ConfigError(
-            f"no finished training of {algo} on {dataset_id} with {seeds} seeds and this "
-            f"config ({config_hash(config)}) in {ckpt_dir} ({done} of {periods} evaluation "
-            f"periods); train it first: {retrain}")
+    retrain = _train_command(algo, dataset_id, seeds, steps, overrides) + out_note
     dataset = bench_train.load_source(dataset_id)
     # Built with the acting config: its state has the trained cell's structure (acting fields
     # never shape the state; the checkpoint's digest would refuse one that differs), so it is
@@ -173,11 +254,23 @@ def evaluate(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None
         restored = checkpoint.restore(ckpt_dir, template)
     except checkpoint.CheckpointError as e:   # its fix names bench train's --force
         raise checkpoint.CheckpointError(
-            f"{str(e).rsplit(';', 1)[0]}; retrain the cell: {retrain} --force") from None
+            f"{str(e).rsplit(';', 1)[0]}; retrain the cell: {retrain}"
+            + ("" if out_note else " --force")) from None
     if restored is None or restored[0] != periods:   # replaced since we looked
         raise ConfigError(f"the checkpoint in {ckpt_dir} changed while it was read; rerun")
     state, metrics = restored[1]["state"], restored[1]["metrics"]
+    if trained is not None:
+        from bench.runs_table import read_results
 
+        final = read_results(Path(trained))["final"]
+        held = [np.asarray(metrics[k])[:, -1].astype(np.float64).tolist()
+                for k in ("score", "return")]
+        if not same_training(final, *held):
+            raise ConfigError(
+                f"the checkpoint in {ckpt_dir} is not the training {trained} holds (final "
+                f"scores {np.round(held[0], 1).tolist()} against "
+                f"{[round(f['score'], 1) for f in final]}: one of them was trained again, or "
+                f"came from another machine); retrain both as one: {retrain}")
     # seed k's key of its last training evaluation
     keys = jax.vmap(lambda s: train.period_keys(s, s.period - 1)[1])(state)
     run = jax.jit(over_seeds(make_evaluate(train.policy, env, act.eval_episodes), batch))
@@ -226,7 +319,7 @@ def evaluate(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None
     }
     if jax.process_index() == 0:
         sysinfo.atomic_write_text(path, json.dumps(result, indent=1))
-        write_table(path.parent)
+        write_table(path.parent, path)
     changed = ", ".join(f"{k}={v}" for k, v in (acting or {}).items()) or "no acting change"
     log(f"{algo} on {dataset_id}, trained {config.steps:,d} steps (config "
         f"{config_hash(config)}), acting with {changed}, {act.eval_episodes} episodes per seed:")
@@ -234,27 +327,35 @@ def evaluate(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None
         log(f"  seed {s}: {measure} {new[s]:.1f} (trained: {old[s]:.1f})")
     d = result["difference"]
     log(f"mean {measure} {np.nanmean(new):.1f} against {np.nanmean(old):.1f} as trained; "
-        f"paired difference {_signed(d['mean'])} [{_signed(low)}, {_signed(high)}] (95% "
+        f"paired difference {signed(d['mean'])} [{signed(low)}, {signed(high)}] (95% "
         f"bootstrap over seeds); {result['ms_per_loop_step']:.2f} ms per step of the episode "
         f"loop ({act.eval_episodes * per_loop} episodes in lockstep), {wall:.1f}s run + "
         f"{compile_s:.0f}s compile -> {path}")
     return result
 
 
-def write_table(cell_dir: Path) -> Path:
+def write_table(cell_dir: Path, current: Optional[Path] = None) -> Path:
     """`README.md` of one trained cell's folder of evaluations: a row per acting setting
-    (from the files alone), so the trade-off of one trained model reads in one table."""
+    (from the files alone), so the trade-off of one trained model reads in one table. Only
+    the evaluations of one training are rows: that of `current` (the file just written;
+    default the newest); files of another training of the cell (other data, or trained
+    again) are named below the table, never mixed into it."""
     cell_dir = Path(cell_dir)
-    results = []
-    for f in sorted(cell_dir.glob("*.json")):
-        try:
-            r = json.loads(f.read_text())
-            if not isinstance(r.get("acting"), dict) or not isinstance(r.get("final"), list):
-                raise ValueError("not an evaluation")
-            results.append(r)
-        except (OSError, ValueError, AttributeError):
-            raise ConfigError(f"{f} is not a readable evaluation file, so the table of "
-                              f"{cell_dir} cannot be written; move it away") from None
+    files = sorted(cell_dir.glob("*.json"))
+    try:
+        found = {f: read(f) for f in files}
+    except ConfigError as e:
+        raise ConfigError(f"{str(e).split(';')[0]}, so the table of {cell_dir} cannot be "
+                          "written; move it away") from None
+    current = Path(current) if current is not None else max(files, key=lambda f:
+                                                                 f.stat().st_mtime)
+
+    def training(r):
+        return (r["data"].get("content_hash"),
+                tuple(np.round(np.asarray(trained_of(r), np.float64), 4).ravel().tolist()))
+    this = training(found[current])
+    results = [r for r in found.values() if training(r) == this]
+    others = [f.name for f, r in found.items() if training(r) != this]
     results.sort(key=lambda r: (len(r["acting"]), sorted(r["acting"]),
                                 [(_number(v) is None, _number(v) or 0.0, str(v))
                                  for _, v in sorted(r["acting"].items())],
@@ -279,17 +380,16 @@ def write_table(cell_dir: Path) -> Path:
         change = ", ".join(f"{k}={v}" for k, v in r["acting"].items()) or "(none)"
         lines.append(
             f"| {change} | {r['seeds']} x {r['eval_episodes']} | {np.nanmean(new):.1f} ± "
-            f"{np.nanstd(new):.1f} | {np.nanmean(old):.1f} | {_signed(d['mean'])} "
-            f"[{_signed(d['low'])}, {_signed(d['high'])}] | {r['ms_per_loop_step']:.2f} | "
+            f"{np.nanstd(new):.1f} | {np.nanmean(old):.1f} | {signed(d['mean'])} "
+            f"[{signed(d['low'])}, {signed(d['high'])}] | {r['ms_per_loop_step']:.2f} | "
             f"{sysinfo.hardware_line(r['hardware'])} | `{r['command'] or '(in-process)'}` |")
     if any(r["acting"] for r in results):
         figure(results, cell_dir / "tradeoff.png")
         lines += ["", "![score against time per step](tradeoff.png)"]
+    if others:
+        lines += ["", f"Left out: {len(others)} evaluation(s) of another training of this cell "
+                  f"(other data, or trained again): {', '.join(others)}; move them away."]
     return sysinfo.atomic_write_text(cell_dir / "README.md", "\n".join(lines) + "\n")
-
-
-def _signed(x: float) -> str:
-    return f"{round(x, 1) + 0.0:+.1f}"    # + 0.0: no "-0.0" for a difference that rounds to 0
 
 
 def _field(config: dict, dotted: str):

@@ -10,6 +10,11 @@
 - per task, the data the scores came from: the dataset's content hash (first 12 hex digits)
   and behaviour score, as the results files recorded them, so two leaderboards can be
   compared at a glance; cells of one task trained on different data are flagged.
+An acting variant of the sweep (a trained cell evaluated again with acting fields changed,
+`act` in the sweep file) is a method like any other, scored from its evaluation file; beside
+it, the paired difference from the cell as trained (the same seeds' weights, the same
+evaluation keys), which is the comparison to read for it. A variant's evaluation of another
+training than its cell's results file holds is shown as such, never scored.
 `results/speed.md`: per method, seed-steps/s of whole cells (seeds x steps / wall time,
 evaluation included), compile time and hardware.
 """
@@ -23,7 +28,7 @@ import numpy as np
 
 from bench import runs_table, stats, sysinfo
 from bench.sweep import Sweep
-from bench.tables import markdown_table
+from bench.tables import markdown_table, signed
 
 
 def collect(sweep: Sweep, runs: Path) -> List[dict]:
@@ -32,12 +37,33 @@ def collect(sweep: Sweep, runs: Path) -> List[dict]:
     for c in sweep.cells:
         path = c.path(runs)
         row = {"label": c.label, "algo": c.algo, "dataset": c.dataset, "task": c.task,
-               "seeds": c.seeds,
-               "steps": c.config().steps, "config_hash": path.stem, "file": _shown_path(path)}
+               "seeds": c.seeds, "steps": c.config().steps,
+               "config_hash": c.trained.path(runs).stem, "file": _shown_path(path),
+               "acting": ", ".join(f"{k}={v}" for k, v in c.acting),
+               "trained_label": c.trained_label or ""}
         if not path.exists():
             rows.append({**row, "status": "not run", "scores": []})
             continue
-        res = runs_table.read_results(path)
+        if c.is_acting:
+            from bench import evaluate
+
+            res = evaluate.read(path)
+            base = c.trained.path(runs)
+            if not base.exists() or not evaluate.same_training(
+                    runs_table.read_results(base)["final"], *evaluate.trained_of(res)):
+                # never beside the cell it would seem paired with: another training's numbers
+                rows.append({**row, "status": "evaluated another training", "scores": []})
+                continue
+            d = res["difference"]
+            m = res["measure"]
+            row.update({"trained_mean": float(np.nanmean([f["trained_" + m]
+                                                          for f in res["final"]])),
+                        "new_mean": float(np.nanmean([f[m] for f in res["final"]])),
+                        "measure": res["measure"], "difference": d["mean"],
+                        "difference_lo": d["low"], "difference_hi": d["high"],
+                        "paired_seeds": d["seeds"], "ms_per_step": res["ms_per_loop_step"]})
+        else:
+            res = runs_table.read_results(path)
         final_scores = runs_table.final_scores(res)
         data = res.get("data") or {}
         rows.append({
@@ -109,6 +135,15 @@ def improvements(by_task, pairs, reps: int = stats.REPS) -> List[dict]:
     return out
 
 
+def _by_status(rows) -> Dict[str, List[dict]]:
+    """Cells without results by why: "not run yet", "evaluated another training" (an acting
+    variant whose file is not of its cell's training)."""
+    out: Dict[str, List[dict]] = {}
+    for r in rows:
+        out.setdefault("not run yet" if r["status"] == "not run" else r["status"], []).append(r)
+    return out
+
+
 def _score(r) -> str:
     return runs_table.score_text(r) if r["status"] == "done" else r["status"]
 
@@ -164,8 +199,8 @@ def markdown(sweep: Sweep, rows, aggs, pois) -> str:
         "`PRNGKey(seed)`, all seeds of a "
         "cell in one vmapped program. A diverged seed is counted and never averaged.", "",
         f"{len(done)} of {len(rows)} cells have results"
-        + (f"; not run yet: {', '.join(r['label'] + ' on ' + r['dataset'] for r in missing)}"
-           if missing else "") + ".", "",
+        + "".join(f"; {status}: {', '.join(r['label'] + ' on ' + r['dataset'] for r in rs)}"
+                  for status, rs in _by_status(missing).items()) + ".", "",
         "## Aggregates over tasks", "",
         f"Tasks: {', '.join(sweep.tasks)}. Point estimate with its 95% stratified bootstrap "
         f"interval ({stats.REPS:,d} replicates, rliable's definitions, see `bench/stats.py`): "
@@ -188,7 +223,31 @@ def markdown(sweep: Sweep, rows, aggs, pois) -> str:
                                         ("tasks", lambda r: str(r["tasks"])),
                                         ("P(X > Y)", lambda r: f"{r['p']:.2f} [{r['lo']:.2f}, "
                                                                f"{r['hi']:.2f}]")]), ""]
+    if any(r["acting"] for r in rows):
+        per_task.insert(2, ("acting change", lambda r: r["acting"] or "-"))
     lines += ["## Per task", "", markdown_table(rows, per_task), ""]
+    variants = [r for r in done if r["acting"]]
+    if variants:
+        lines += [
+            "## Acting variants, paired with the cell as trained", "",
+            "Each variant restores its trained cell's final weights and evaluates every seed "
+            "with the acting change on the keys of that seed's last training evaluation "
+            "(`python -m bench evaluate`): the difference is the change alone, seed by seed, "
+            "with its 95% percentile bootstrap interval over seeds. 'ms per step' is the "
+            "episode loop's wall time per step (one decision for each episode running in it), "
+            "compile apart.", "",
+            markdown_table(variants, [
+                ("dataset", lambda r: r["dataset"]), ("method", lambda r: r["label"]),
+                ("trained cell", lambda r: f"{r['trained_label']} ({r['config_hash']})"),
+                ("acting change", lambda r: r["acting"]),
+                ("measure", lambda r: r["measure"]),
+                ("as trained", lambda r: f"{r['trained_mean']:.1f}"),
+                ("acting otherwise", lambda r: f"{r['new_mean']:.1f}"),
+                ("paired difference", lambda r: f"{signed(r['difference'])} "
+                                                f"[{signed(r['difference_lo'])}, "
+                                                f"{signed(r['difference_hi'])}] "
+                                                f"({r['paired_seeds']} seeds)"),
+                ("ms per step", lambda r: f"{r['ms_per_step']:.2f}")]), ""]
     commits = sorted({r["code"] for r in done})
     lines += ["## Data and code", "",
               "The dataset content each task's cells were trained on (SHA-256 of the arrays, "
@@ -220,7 +279,7 @@ def csv_text(rows, aggs, pois) -> str:
 
 def speed_rows(rows) -> List[dict]:
     out = []
-    for label in dict.fromkeys(r["label"] for r in rows):
+    for label in dict.fromkeys(r["label"] for r in rows if not r["acting"]):
         mine = [r for r in rows if r["label"] == label and r["status"] == "done"]
         if not mine:
             continue

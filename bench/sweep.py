@@ -27,9 +27,24 @@ A group may train on data derived from its datasets, made before its cells run w
                                             # then upsampled (`bench augment`), the cells
                                             # training on <id>-synther-<key>-v0
 
-Every group expands to algos x datasets cells; a cell is (algorithm, dataset, config) and
-runs through `bench.train.run`, which skips it when its results file exists and resumes it
-from its last orbax checkpoint when it was interrupted. `load` checks the whole file before
+A group may also list acting variants: each evaluates the group's trained cells again with
+fields that only change how the algorithm acts (its module's `ACTING`: sampling steps,
+guidance, plans, ...), from their checkpoints, without training anything (`bench evaluate`):
+
+    act = [{ label = "Diffuser (diffused actions)", set = { act_with = "actions" } },
+           { label = "Diffuser (DDIM 8)", set = { diffusion = { sampler = "ddim", steps = 8 } } }]
+
+An acting variant is a method of the tables like any other (its label; by default the group's
+with the change), and its seeds are paired with the trained cell's, so the leaderboard adds
+the paired difference. Its results go to the `evals` folder beside the sweep's results files
+(`results/runs` -> `results/evals`). It needs its trained cell's checkpoint, and an
+evaluation is only reused, or scored, while it comes from the training its cell's results
+file holds (`bench.evaluate.same_training`).
+
+Every group expands to algos x datasets cells (and their variants); a cell is (algorithm,
+dataset, config) and runs through `bench.train.run`, which skips it when its results file
+exists and resumes it from its last orbax checkpoint when it was interrupted; a variant runs
+through `bench.evaluate.evaluate` after its cell. `load` checks the whole file before
 anything runs, so a typo costs one line of error, not an hour of compute.
 """
 from __future__ import annotations
@@ -42,12 +57,13 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import algos
 from algos.config import ConfigError, flatten
-from bench import train
+from bench import evaluate, train
 from envs.datasets.builder import TIERS
 
 SWEEPS = Path(__file__).resolve().parent / "sweeps"
 TOP_KEYS = {"description", "include", "data_tier", "group", "leaderboard"}
-GROUP_KEYS = {"algos", "datasets", "seeds", "steps", "set", "label", "subset", "augment"}
+GROUP_KEYS = {"algos", "datasets", "seeds", "steps", "set", "label", "subset", "augment", "act"}
+ACT_KEYS = {"label", "set"}
 AUGMENT_KEYS = {"method", "preset", "set"}
 LEADERBOARD_KEYS = {"compare"}
 
@@ -68,6 +84,8 @@ class Cell:
     subset: Optional[float] = None           # trains on data derived from it: a subset,
     augment: Optional[Tuple[str, Optional[str], Tuple[Tuple[str, Any], ...]]] = None
                                              # and/or (method, preset, overrides) of augment
+    acting: Tuple[Tuple[str, Any], ...] = () # an acting variant: these acting overrides,
+    trained_label: Optional[str] = None      # evaluated on the trained cell of this label
 
     @property
     def sets(self) -> Dict[str, Any]:
@@ -82,8 +100,27 @@ class Cell:
     def config(self):
         return train.make_config(self.algo, self.steps, self.sets, self.dataset, typed=True)
 
+    @property
+    def is_acting(self) -> bool:
+        return self.trained_label is not None
+
+    @property
+    def trained(self) -> "Cell":
+        """The cell that is trained: itself, or for an acting variant the group's cell."""
+        return dataclasses.replace(self, label=self.trained_label, acting=(),
+                                   trained_label=None) if self.is_acting else self
+
+    def act_config(self):
+        """The config it acts with: the trained config with the acting overrides."""
+        return evaluate.acting_config(self.algo, self.config(), dict(self.acting), typed=True,
+                                      flag="act", retrain="give it in the group's set")
+
     def path(self, runs: Path) -> Path:
-        return Path(runs) / f"{train.cell_name(self.algo, self.dataset, self.config())}.json"
+        """Its results file: a training's in `runs`, an acting variant's evaluation beside."""
+        name = train.cell_name(self.algo, self.dataset, self.config())
+        if self.is_acting:
+            return evaluate.path_of(evaluate.beside(runs), name, self.act_config(), self.seeds)
+        return Path(runs) / f"{name}.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,6 +223,7 @@ def _group_cells(g: dict, where: str) -> List[Cell]:
         raise SweepError(f"{where}: 'label' names one method: give it as a string, in a group "
                          "with one algorithm")
     subset, aug = _derivation(g, where)
+    variants = _acting(g, where)
     cells = []
     for a in names["algos"]:
         for ds in names["datasets"]:
@@ -198,7 +236,47 @@ def _group_cells(g: dict, where: str) -> List[Cell]:
             except ConfigError as e:
                 raise SweepError(f"{where}: {a} on {ds}: {e}") from None
             cells.append(cell)
+            for name, acting in variants:
+                change = ", ".join(f"{k}={v}" for k, v in acting)
+                var = dataclasses.replace(cell, label=name or f"{cell.label} ({change})",
+                                          acting=acting, trained_label=cell.label)
+                try:
+                    act = var.act_config()
+                except ConfigError as e:
+                    raise SweepError(f"{where}: {a} on {ds}: {e}") from None
+                if act == cell.config():
+                    raise SweepError(f"{where}: act {change}: {a} on {ds} already acts so as "
+                                     "trained; give a change")
+                cells.append(var)
     return cells
+
+
+def _acting(g: dict, where: str):
+    """The group's acting variants: (label or None, acting overrides), checked in shape (the
+    fields themselves are checked against each algorithm's acting fields)."""
+    act = g.get("act", [])
+    shape = ('\'act\' is a list of { label = ..., set = { FIELD = VALUE } } tables, e.g. act = '
+             '[{ set = { diffusion = { steps = 5 } } }]')
+    if not isinstance(act, list):
+        raise SweepError(f"{where}: {shape}")
+    out = []
+    for entry in act:
+        if not (isinstance(entry, dict) and set(entry) <= ACT_KEYS
+                and isinstance(entry.get("set"), dict) and entry["set"]
+                and isinstance(entry.get("label", ""), str)):
+            raise SweepError(f"{where}: {shape}")
+        if len(g.get("algos", [])) != 1 and "label" in entry:
+            raise SweepError(f"{where}: an acting variant's 'label' names one method: give "
+                             "it in a group with one algorithm")
+        acting = tuple((k, _typed(v, f"{where}: act.set.{k}"))
+                       for k, v in flatten(entry["set"]).items())
+        if not acting:
+            raise SweepError(f"{where}: {shape}")
+        if acting in [a for _, a in out]:
+            raise SweepError(f"{where}: two acting variants make the same change "
+                             f"({', '.join(f'{k}={v}' for k, v in acting)}); give it once")
+        out.append((entry.get("label"), acting))
+    return out
 
 
 def _derivation(g: dict, where: str):
@@ -327,6 +405,17 @@ def load(name_or_path) -> Sweep:
                              f"({algo_of[c.label]} and {c.algo}); give each its own label")
         seen[key] = c
     cells = list(dict.fromkeys(cells))
+    variant = {}
+    for c in cells:
+        if c.is_acting and c.trained not in cells:
+            raise SweepError(f"{path.name}: acting variant {c.label!r} on {c.dataset} needs its "
+                             f"trained cell {c.trained_label!r}, which the sweep leaves out")
+        if variant.setdefault(c.label, c.is_acting) != c.is_acting:
+            raise SweepError(f"{path.name}: label {c.label!r} names both an acting variant and "
+                             "a trained cell; give each its own label")
+    # each trained cell, then its variants (an include may have listed them first)
+    cells = [v for c in cells if not c.is_acting
+             for v in [c] + [v for v in cells if v.is_acting and v.trained == c]]
     board = doc.get("leaderboard", {})
     if not isinstance(board, dict) or set(board) - LEADERBOARD_KEYS:
         raise SweepError(f"{path.name}: [leaderboard] takes only "
@@ -364,20 +453,39 @@ def run(sweep: Sweep, runs: Path = train.RUNS, checkpoints: Optional[Path] = Non
     for cell in {c.dataset: c for c in sweep.cells}.values():
         make_data(cell, sweep.data_tier, log)  # finished cells are checked against their data
     hashes = {ds: train.data_hash(ds) for ds in sweep.datasets}
-    previous = [train.existing(c.path(runs), c.seeds, c.config(), force, hashes[c.dataset])
-                for c in sweep.cells]
+    previous = []
+    for c in sweep.cells:
+        if not c.is_acting:
+            previous.append(train.existing(c.path(runs), c.seeds, c.config(), force,
+                                           hashes[c.dataset]))
+            continue
+        prev = evaluate.existing(c.path(runs), c.seeds, c.act_config(), force, hashes[c.dataset])
+        base = previous[sweep.cells.index(c.trained)]   # listed before it (`load`)
+        if prev is not None and (base is None or not evaluate.same_training(
+                base["final"], *evaluate.trained_of(prev))):
+            raise SweepError(
+                f"{c.path(runs)} evaluated a training of {c.trained_label} on {c.dataset} "
+                + ("whose results file is not there" if base is None else
+                   "other than the one its results file holds") + "; move it away (it is "
+                "evaluated again from the checkpoint)")
+        previous.append(prev)
     total = len(sweep.cells)
     todo = [c for c, prev in zip(sweep.cells, previous) if prev is None]
     if todo:
         loaded = {ds: train.load_source(ds) for ds in dict.fromkeys(c.dataset for c in todo)}
         for c in todo:  # the checks each cell makes before compiling, all before the first
             try:
-                train.preflight(c.algo, loaded[c.dataset], c.seeds, c.config())
+                train.preflight(c.algo, loaded[c.dataset], c.seeds,
+                                c.act_config() if c.is_acting else c.config())
+                if c.is_acting and c.trained not in todo:   # trained: its checkpoint is here
+                    evaluate.trained_checkpoint(c.algo, c.dataset, c.seeds, c.steps, c.sets,
+                                                checkpoints, True, f" --out {runs} --force")
             except ConfigError as e:
                 raise SweepError(f"{sweep.path.name}: {c.label} on {c.dataset}: {e}") from None
         del loaded
     log(f"sweep {sweep.name}: {total} cells, {total - len(todo)} finished, {len(todo)} to run")
-    work = lambda c: c.seeds * c.config().steps  # noqa: E731  (seed-steps: the ETA's unit)
+    # seed-steps: the ETA's unit (an acting variant trains nothing)
+    work = lambda c: 0 if c.is_acting else c.seeds * c.config().steps  # noqa: E731
     left, done_work = sum(work(c) for c in todo), 0
     t_cells, compile_s, run_s = time.time(), 0.0, 0.0
     results, n_done = [], total - len(todo)
@@ -387,6 +495,21 @@ def run(sweep: Sweep, runs: Path = train.RUNS, checkpoints: Optional[Path] = Non
             continue
         elapsed = time.time() - t_cells
         eta = f", ~{_fmt_s(elapsed / done_work * left)} left" if done_work else ""
+        if cell.is_acting:
+            change = ", ".join(f"{k}={v}" for k, v in cell.acting)
+            log(f"[{n_done + 1}/{total}] {cell.label} ({cell.algo}) on {cell.dataset}: the "
+                f"trained {cell.trained_label} acting with {change} ({_fmt_s(time.time() - t0)} "
+                "so far)")
+            result = evaluate.evaluate(
+                cell.algo, cell.dataset, cell.seeds, cell.steps, cell.sets,
+                acting=dict(cell.acting), out=evaluate.beside(runs), checkpoints=checkpoints,
+                force=force, typed=True, trained=cell.trained.path(runs),
+                command=f"python -m bench sweep {sweep.name}", log=lambda m: log(f"  {m}"))
+            n_done += 1
+            compile_s += result["compile_s"]
+            run_s += result["wall_s"]
+            results.append(result)
+            continue
         log(f"[{n_done + 1}/{total}] {cell.label} ({cell.algo}) on {cell.dataset}: "
             f"{cell.seeds} seeds, {cell.config().steps:,d} steps "
             f"({_fmt_s(time.time() - t0)} so far{eta})")

@@ -16,3 +16,11 @@ def num(key, spec=".1f", suffix=""):
         v = row.get(key)
         return "-" if v is None else format(v, spec) + suffix
     return fmt
+
+
+def signed(x: float) -> str:
+    """A difference to one decimal with its sign (`+1.2`, `-0.3`, never `-0.0`), `nan` when
+    it is not finite."""
+    import math
+
+    return "nan" if not math.isfinite(x) else f"{round(x, 1) + 0.0:+.1f}"

@@ -48,6 +48,15 @@ CHECKPOINTS = ROOT / ".cache" / "checkpoints"  # or $DIFFRL_CHECKPOINTS (e.g. a 
 SCHEMA = 2  # 2: the dataset's content hash, the code version and the CPU's vector extensions
 
 
+def set_text(value) -> str:
+    """A typed setting as `--set` takes it (`true`, `1,2,4`)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value)
+
+
 def parse_sets(pairs, flag: str = "--set") -> Dict[str, str]:
     out = {}
     for pair in pairs or ():

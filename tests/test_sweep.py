@@ -222,3 +222,123 @@ def test_a_pair_is_compared_on_the_tasks_both_have_results_on():
                  "scores": [5.0, 6.0]})
     (p,) = leaderboard.improvements(leaderboard.scores_by_task(rows), [("D", "B")], reps=200)
     assert p["tasks"] == 1 and p["p"] == 1.0
+
+
+ACTING = """
+[[group]]
+algos = ["bc"]
+datasets = ["jaxrl/bandit/multimodal-v0"]
+seeds = 2
+steps = 6
+set = { eval_every = 3, eval_episodes = 2, hidden = [32, 32], batch_size = 32 }
+act = [{ label = "BC (sampled)", set = { eval_sample = true } }]
+[leaderboard]
+compare = [["BC (sampled)", "BC"]]
+"""
+
+
+def test_an_acting_variant_evaluates_the_trained_cell_and_is_paired_with_it(tmp_path):
+    path = _write(tmp_path, ACTING)
+    s = sweep.load(path)
+    base, var = s.cells
+    assert (var.label, var.trained, var.acting) == ("BC (sampled)", base,
+                                                    (("eval_sample", True),))
+    assert var.act_config().eval_sample and not base.config().eval_sample
+    # its file is an evaluation beside the runs folder; its config is the trained one
+    cell = base.path(tmp_path / "runs").relative_to(tmp_path / "runs").with_suffix("")
+    assert var.path(tmp_path / "runs").parent == tmp_path / "evals" / cell
+    msgs = []
+    _run_cli(path, tmp_path, msgs.append)
+    assert any("the trained BC acting with eval_sample=True" in m for m in msgs), msgs
+    trained = json.loads(base.path(tmp_path / "runs").read_text())
+    ev = json.loads(var.path(tmp_path / "runs").read_text())
+    # paired: the evaluation restored the very training the results file holds
+    assert [f["trained_score"] for f in ev["final"]] == [f["score"] for f in trained["final"]]
+    assert [f["score"] for f in ev["final"]] != [f["score"] for f in trained["final"]]
+    assert ev["acting"] == {"eval_sample": True} and ev["trained_config_hash"] == \
+        trained["config_hash"]
+
+    md, paths = leaderboard.write(s, tmp_path / "runs", tmp_path / "out", reps=500)
+    assert "2 of 2 cells have results" in md and "## Acting variants, paired" in md
+    (row,) = [r for r in leaderboard.collect(s, tmp_path / "runs") if r["acting"]]
+    assert row["difference"] == pytest.approx(
+        sum(f["score"] - f["trained_score"] for f in ev["final"]) / 2)
+    assert f"| BC (sampled) | BC ({trained['config_hash']}) | eval_sample=True |" in md
+    speed = Path(paths[-1]).read_text()
+    assert "| BC |" in speed and "BC (sampled)" not in speed   # it trains nothing
+    assert (tmp_path / "evals" / cell / "README.md").exists()   # bench evaluate's table
+
+    again = []
+    _run_cli(path, tmp_path, again.append)
+    assert any("2 finished, 0 to run" in m for m in again), again
+
+    # an evaluation of another training than the results file holds is never reused, nor
+    # scored in the tables
+    trained["final"][0]["score"] += 1.0
+    base.path(tmp_path / "runs").write_text(json.dumps(trained))
+    with pytest.raises(sweep.SweepError, match="evaluated a training of BC .* other than"):
+        _run_cli(path, tmp_path)
+    (row,) = [r for r in leaderboard.collect(s, tmp_path / "runs") if r["acting"]]
+    assert row["status"] == "evaluated another training" and row["scores"] == []
+    md = leaderboard.write(s, tmp_path / "runs", tmp_path / "out", reps=100)[0]
+    assert "; evaluated another training: BC (sampled) on" in md and "## Acting" not in md
+    # nor is a checkpoint that is not the training its results file holds evaluated
+    var.path(tmp_path / "runs").unlink()
+    with pytest.raises(bench_train.ConfigError, match="is not the training .* holds") as e:
+        _run_cli(path, tmp_path)
+    assert "\n" not in str(e.value) and "--force" in str(e.value)
+
+
+@pytest.mark.parametrize("act, expect", [
+    ("act = { set = { eval_sample = true } }", "'act' is a list of { label"),
+    ("act = [{ set = {} }]", "'act' is a list of { label"),
+    ("act = [{ set = { diffusion = {} } }]", "'act' is a list of { label"),
+    ("act = [{ set = { lr = 0.1 } }]", "bc on jaxrl/bandit/multimodal-v0: act lr: not one of "
+                                      "the fields that only change how bc acts (any other field "
+                                      "changes training: give it in the group's set)"),
+    ("act = [{ set = { eval_sample = 'yes' } }]", "eval_sample"),
+    ("act = [{ set = { eval_sample = false } }]", "already acts so as trained"),
+    ("act = [{ label = 'A', set = { eval_sample = true } }, { label = 'B', set = "
+     "{ eval_sample = true } }]", "two acting variants make the same change"),
+    ("act = [{ label = 'BC2', set = { eval_sample = true } }]\n[[group]]\nalgos = ['bc']\n"
+     "label = 'BC2'\ndatasets = ['jaxrl/pendulum/medium-expert-v0']\nseeds = 2\n",
+     "label 'BC2' names both an acting variant and a trained cell"),
+])
+def test_malformed_acting_variants_are_one_line_errors(tmp_path, act, expect):
+    text = ACTING.replace('act = [{ label = "BC (sampled)", set = { eval_sample = true } }]',
+                          act).replace('[leaderboard]\ncompare = [["BC (sampled)", "BC"]]', "")
+    with pytest.raises(sweep.SweepError) as e:
+        sweep.load(_write(tmp_path, text))
+    assert expect in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_an_acting_variant_without_its_trained_cell_is_refused(tmp_path):
+    _write(tmp_path, ACTING, "base.toml")
+    path = _write(tmp_path, "include = [{ sweep = 'base', skip = ['BC'] }]\n")
+    with pytest.raises(sweep.SweepError, match="needs its trained cell 'BC'"):
+        sweep.load(path)
+    # an include may list a variant before its trained cell: the cell still comes first
+    ordered = sweep.load(_write(tmp_path, "include = [{ sweep = 'base', skip = ['BC'] }]\n"
+                                + ACTING.split("[leaderboard]")[0], "o.toml"))
+    assert [c.label for c in ordered.cells] == ["BC", "BC (sampled)"]
+    d = sweep.load(_write(tmp_path, ACTING.replace('label = "BC (sampled)", ', "")
+                          .replace("[leaderboard]", "").replace(
+                              'compare = [["BC (sampled)", "BC"]]', ""), "d.toml"))
+    assert d.cells[1].label == "BC (eval_sample=True)"
+
+
+def test_a_training_is_recognised_by_its_final_scores_and_returns():
+    """What pairs an evaluation with its cell's results file (bench.evaluate.same_training)."""
+    from bench.evaluate import same_training
+
+    nan = float("nan")
+    final = [{"score": 10.0, "return": -500.0}, {"score": 20.0, "return": -400.0}]
+    assert same_training(final, [10.0, 20.0], [-500.0, -400.0])
+    assert not same_training(final, [10.0, 20.5], [-500.0, -400.0])
+    assert not same_training(final, [10.0], [-500.0])
+    # a diverged seed: NaN in the file by the divergence rule, finite in the checkpoint
+    final[1].update(score=nan, **{"return": nan, "diverged": True})
+    assert same_training(final, [10.0, 3.0], [-500.0, -9.0])
+    # no expert reference: NaN scores, and the returns decide
+    final = [{"score": nan, "return": -500.0}]
+    assert same_training(final, [nan], [-500.0]) and not same_training(final, [nan], [-501.0])

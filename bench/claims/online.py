@@ -37,7 +37,7 @@ def curves(sw, runs: Path) -> Dict[str, Dict[str, np.ndarray]]:
     out = {}
     for c in sw.cells:
         path = c.path(runs)
-        if not path.exists():
+        if c.is_acting or not path.exists():   # a variant has no learning curve
             continue
         rows = read_results(path)["rows"]
         steps = sorted({r["step"] for r in rows})
