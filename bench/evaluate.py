@@ -31,6 +31,7 @@ import dataclasses
 import json
 import math
 import shlex
+import textwrap
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -423,7 +424,7 @@ def figure(results, path: Path) -> Path:
     for ax, (keys, rs) in zip(axes[0], groups.items()):
         values = [_number(r["acting"][keys[0]]) for r in rs] if len(keys) == 1 else [None]
         numeric = None not in values
-        if numeric and base is not None:
+        if base is not None:   # the trained setting: a point of the curve, or the first tick
             rs = [base] + rs
         for i, r in enumerate(rs):
             m, d = r["measure"], r["difference"]
@@ -433,16 +434,18 @@ def figure(results, path: Path) -> Path:
                     if r["acting"] and np.isfinite(d["low"]) else None)
             ax.errorbar(x, y, yerr=yerr, fmt="o", capsize=3,
                         color="tab:blue" if r["acting"] else "black")
-            ax.annotate(f"{r['ms_per_loop_step']:.0f} ms", (x, y), fontsize=7, xytext=(4, 3),
+            ax.annotate(f"{r['ms_per_loop_step']:.3g} ms", (x, y), fontsize=7, xytext=(4, 3),
                         textcoords="offset points")
         if numeric:
             ax.set_xlabel(keys[0].replace("diffusion.", "diffusion\n"), fontsize=8)
         else:
             ax.set_xticks(range(len(rs)))
             ax.set_xticklabels([", ".join(f"{k}={v}" for k, v in r["acting"].items())
-                                for r in rs], rotation=30, ha="right", fontsize=6)
+                                or "as trained" for r in rs], rotation=30, ha="right",
+                               fontsize=6)
         ax.set_ylabel(f"mean {rs[0]['measure']} over seeds", fontsize=8)
     r0 = results[0]
-    fig.suptitle(f"{r0['algo']} on {r0['dataset']}: one trained cell acting otherwise (black: "
-                 "as trained; bars: paired 95% intervals; ms per episode-loop step)", fontsize=8)
+    fig.suptitle(textwrap.fill(f"{r0['algo']} on {r0['dataset']}: one trained cell acting "
+                               "otherwise (black: as trained; bars: paired 95% intervals; ms "
+                               "per episode-loop step)", 60 * len(groups)), fontsize=8)
     return sysinfo.save_figure(fig, path)
