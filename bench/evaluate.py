@@ -52,9 +52,12 @@ ADHOC = ROOT / ".cache" / "evals"   # --out results/evals publishes
 
 
 def beside(runs: Path) -> Path:
-    """Where a sweep's evaluations go: the `evals` folder beside its folder of results files
-    (`results/runs` -> `results/evals`, `.cache/runs` -> `.cache/evals`)."""
-    return Path(runs).parent / "evals"
+    """Where a sweep's evaluations go: beside its folder of results files, `results/runs` ->
+    `results/evals`, `.cache/runs` -> `.cache/evals`, and any other name its own
+    (`results/runs-new` -> `results/runs-new-evals`: a reproduction next to the published
+    results never reads or writes their evaluations)."""
+    runs = Path(runs)
+    return runs.parent / ("evals" if runs.name == "runs" else f"{runs.name}-evals")
 
 
 def path_of(out: Path, cell_name: str, act, seeds: int) -> Path:
@@ -124,16 +127,19 @@ def read(path: Path) -> dict:
         d = r.get("difference") if isinstance(r, dict) else None
         ok = (isinstance(r, dict) and r.get("kind") == "evaluation"
               and r.get("schema") == bench_train.SCHEMA and r.get("complete") is True
-              and all(k in r for k in ("config", "seeds", "acting", "data", "code", "hardware",
-                                       "eval_episodes", "ms_per_loop_step", "config_hash",
-                                       "trained_config_hash", "measure"))
+              and all(k in r for k in ("algo", "dataset", "config", "seeds", "steps", "acting",
+                                       "final", "code", "hardware", "eval_episodes",
+                                       "ms_per_loop_step", "wall_s", "compile_s", "command",
+                                       "config_hash", "trained_config", "trained_config_hash"))
+              and r.get("measure") in ("score", "return")
+              and all(isinstance(r[k], dict) for k in ("acting", "data", "config", "hardware"))
               and isinstance(d, dict) and all(k in d for k in ("mean", "low", "high"))
               and isinstance(r["final"], list) and len(r["final"]) == r["seeds"]
               and all(isinstance(f, dict) and all(isinstance(f.get(k), (int, float)) for k in
                                                   ("score", "return", "trained_score",
                                                    "trained_return"))
                       for f in r["final"]))
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
         ok = False
     if not ok:
         raise ConfigError(f"{path} is not a readable evaluation file of this code; move it "
@@ -282,9 +288,14 @@ def evaluate(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None
     returns, lengths = jax.block_until_ready(compiled(state.algo, keys))
     wall = time.time() - t0
     returns, lengths = np.asarray(returns, np.float64), np.asarray(lengths)
-    scores = np.asarray(env.normalize(returns), np.float64).mean(1)
     trained_score = np.asarray(metrics["score"])[:, -1].astype(np.float64)
     trained_return = np.asarray(metrics["return"])[:, -1].astype(np.float64)
+    # a seed whose state is not finite diverged, as training counts it: NaN on both sides
+    diverged = ~bench_train.finite_seeds(state, seeds)
+    diverged |= ~np.isfinite(returns).all(axis=1)
+    for a in (returns, trained_score, trained_return):
+        a[diverged] = np.nan
+    scores = np.asarray(env.normalize(returns), np.float64).mean(1)
     # `batch` seeds' episodes run in one lockstep loop until the longest ends, one loop after
     # another: one loop step is one decision for every episode still running in it
     per_loop = batch or seeds
@@ -307,7 +318,7 @@ def evaluate(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None
                    "trained_score": float(trained_score[s]),
                    "trained_return": float(trained_return[s]),
                    "mean_length": float(lengths[s].mean()),
-                   "diverged": not np.isfinite(returns[s]).all()} for s in range(seeds)],
+                   "diverged": bool(diverged[s])} for s in range(seeds)],
         "difference": {"mean": float(np.mean(diff)) if diff.size else float("nan"),
                        "low": low, "high": high, "seeds": int(diff.size)},
         "wall_s": round(wall, 3), "compile_s": round(compile_s, 2),
@@ -351,9 +362,10 @@ def write_table(cell_dir: Path, current: Optional[Path] = None) -> Path:
     current = Path(current) if current is not None else max(files, key=lambda f:
                                                                  f.stat().st_mtime)
 
-    def training(r):
+    def training(r):   # NaN (a diverged seed, no expert reference) as None: equal to itself
         return (r["data"].get("content_hash"),
-                tuple(np.round(np.asarray(trained_of(r), np.float64), 4).ravel().tolist()))
+                tuple(None if not math.isfinite(x) else round(x, 4)
+                      for x in np.asarray(trained_of(r), np.float64).ravel().tolist()))
     this = training(found[current])
     results = [r for r in found.values() if training(r) == this]
     others = [f.name for f, r in found.items() if training(r) != this]
@@ -416,6 +428,10 @@ def figure(results, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     base = next((r for r in results if not r["acting"]), None)
+    if base is None:   # no evaluation without a change (a sweep's): the trained scores alone
+        r0 = results[0]
+        base = {"acting": {}, "measure": r0["measure"], "config": r0["trained_config"],
+                "final": r0["final"], "difference": {"mean": 0.0}, "ms_per_loop_step": None}
     groups: dict = {}
     for r in results:
         if r["acting"]:
@@ -424,8 +440,7 @@ def figure(results, path: Path) -> Path:
     for ax, (keys, rs) in zip(axes[0], groups.items()):
         values = [_number(r["acting"][keys[0]]) for r in rs] if len(keys) == 1 else [None]
         numeric = None not in values
-        if base is not None:   # the trained setting: a point of the curve, or the first tick
-            rs = [base] + rs
+        rs = [base] + rs   # the trained setting: a point of the curve, or the first tick
         for i, r in enumerate(rs):
             m, d = r["measure"], r["difference"]
             y = np.nanmean([f["trained_" + m] for f in r["final"]]) + d["mean"]
@@ -434,8 +449,9 @@ def figure(results, path: Path) -> Path:
                     if r["acting"] and np.isfinite(d["low"]) else None)
             ax.errorbar(x, y, yerr=yerr, fmt="o", capsize=3,
                         color="tab:blue" if r["acting"] else "black")
-            ax.annotate(f"{r['ms_per_loop_step']:.3g} ms", (x, y), fontsize=7, xytext=(4, 3),
-                        textcoords="offset points")
+            if r["ms_per_loop_step"] is not None:
+                ax.annotate(f"{r['ms_per_loop_step']:.3g} ms", (x, y), fontsize=7,
+                            xytext=(4, 3), textcoords="offset points")
         if numeric:
             ax.set_xlabel(keys[0].replace("diffusion.", "diffusion\n"), fontsize=8)
         else:

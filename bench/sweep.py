@@ -236,6 +236,7 @@ def _group_cells(g: dict, where: str) -> List[Cell]:
             except ConfigError as e:
                 raise SweepError(f"{where}: {a} on {ds}: {e}") from None
             cells.append(cell)
+            made = {}   # acting config -> change: two spellings of one change are one variant
             for name, acting in variants:
                 change = ", ".join(f"{k}={v}" for k, v in acting)
                 var = dataclasses.replace(cell, label=name or f"{cell.label} ({change})",
@@ -247,6 +248,10 @@ def _group_cells(g: dict, where: str) -> List[Cell]:
                 if act == cell.config():
                     raise SweepError(f"{where}: act {change}: {a} on {ds} already acts so as "
                                      "trained; give a change")
+                if act in made:
+                    raise SweepError(f"{where}: act {change}: {a} on {ds} acts as act "
+                                     f"{made[act]} does; give the change once")
+                made[act] = change
                 cells.append(var)
     return cells
 
@@ -272,9 +277,6 @@ def _acting(g: dict, where: str):
                        for k, v in flatten(entry["set"]).items())
         if not acting:
             raise SweepError(f"{where}: {shape}")
-        if acting in [a for _, a in out]:
-            raise SweepError(f"{where}: two acting variants make the same change "
-                             f"({', '.join(f'{k}={v}' for k, v in acting)}); give it once")
         out.append((entry.get("label"), acting))
     return out
 
@@ -465,7 +467,7 @@ def run(sweep: Sweep, runs: Path = train.RUNS, checkpoints: Optional[Path] = Non
                 base["final"], *evaluate.trained_of(prev))):
             raise SweepError(
                 f"{c.path(runs)} evaluated a training of {c.trained_label} on {c.dataset} "
-                + ("whose results file is not there" if base is None else
+                + ("without a finished results file" if base is None else
                    "other than the one its results file holds") + "; move it away (it is "
                 "evaluated again from the checkpoint)")
         previous.append(prev)

@@ -48,6 +48,18 @@ CHECKPOINTS = ROOT / ".cache" / "checkpoints"  # or $DIFFRL_CHECKPOINTS (e.g. a 
 SCHEMA = 2  # 2: the dataset's content hash, the code version and the CPU's vector extensions
 
 
+def finite_seeds(state, seeds: int) -> np.ndarray:
+    """Per seed, whether every float of its state is finite. A seed whose state holds inf or
+    NaN diverged, whatever its last evaluation returned (an env can score a NaN action like
+    any other): training and `bench evaluate` both count it so."""
+    finite = np.ones(seeds, bool)
+    for leaf in jax.tree_util.tree_leaves(checkpoint.host_copy(state)):
+        leaf = np.asarray(leaf)
+        if np.issubdtype(leaf.dtype, np.floating):
+            finite &= np.isfinite(leaf.reshape(seeds, -1)).all(axis=1)
+    return finite
+
+
 def set_text(value) -> str:
     """A typed setting as `--set` takes it (`true`, `1,2,4`)."""
     if isinstance(value, bool):
@@ -368,13 +380,7 @@ def _run(algo, dataset_id, seeds, config, chash, name, path, previous, ckpt_dir,
             + (f"{sc.mean():7.1f} ± {sc.std():5.1f}" if sc.size else "    nan")
             + f"  ({wall[p]:.0f}s, ~{eta:.0f}s left)")
 
-    # a seed whose state holds inf or NaN diverged, whatever its last evaluation returned
-    # (an env can score a NaN action like any other)
-    finite = np.ones(seeds, bool)
-    for leaf in jax.tree_util.tree_leaves(checkpoint.host_copy(state)):
-        leaf = np.asarray(leaf)
-        if np.issubdtype(leaf.dtype, np.floating):
-            finite &= np.isfinite(leaf.reshape(seeds, -1)).all(axis=1)
+    finite = finite_seeds(state, seeds)
     metrics["score"][~finite, periods - 1] = np.nan
     metrics["return"][~finite, periods - 1] = np.nan
     rows = _rows(algo, dataset_id, chash, metrics, periods, wall, compile_s)

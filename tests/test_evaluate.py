@@ -79,6 +79,21 @@ def test_an_acting_change_from_the_cli_acts_otherwise_and_is_recorded(trained, m
     assert cli.main(args) == 0          # finished: nothing recomputed
     assert "nothing to do" in capsys.readouterr().out
 
+    # the folder's table holds one training's evaluations: another training's (here: other
+    # trained scores, one of them NaN as a diverged seed's) is named below it, never a row
+    other = json.loads(files[0].read_text())
+    other["final"][0].update(trained_score=float("nan"), trained_return=float("nan"))
+    stray = files[0].parent / "00000000-seeds2.json"
+    stray.write_text(json.dumps(other))
+    table = bench_eval.write_table(files[0].parent, files[0]).read_text()
+    assert "| diffusion.sampler=ddim, diffusion.steps=1 | 2 x 3 |" in table
+    assert table.count("| diffusion.sampler=ddim, diffusion.steps=1 |") == 1
+    assert "Left out: 1 evaluation(s) of another training of this cell" in table
+    table = bench_eval.write_table(files[0].parent, stray).read_text()   # NaN: no crash
+    assert table.count("| diffusion.sampler=ddim, diffusion.steps=1 |") == 1
+    assert "Left out: 2 evaluation(s)" in table
+    stray.unlink()
+
 
 @pytest.mark.parametrize("algo, act, says", [
     ("diffusion_bc", "lr=0.1", "acting fields are diffusion.sampler"),
@@ -133,3 +148,8 @@ def test_a_damaged_checkpoint_names_the_retraining_command(trained, tmp_path, mo
     err = capsys.readouterr().err.strip()
     assert "no readable digest" in err and len(err.splitlines()) == 1, err
     assert err.endswith("--force") and "python -m bench train --algo diffusion_bc" in err
+
+
+def test_evaluations_go_beside_their_results_folder(tmp_path):
+    assert bench_eval.beside(tmp_path / "results" / "runs") == tmp_path / "results" / "evals"
+    assert bench_eval.beside(tmp_path / "runs-new") == tmp_path / "runs-new-evals"

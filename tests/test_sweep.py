@@ -299,7 +299,8 @@ def test_an_acting_variant_evaluates_the_trained_cell_and_is_paired_with_it(tmp_
     ("act = [{ set = { eval_sample = 'yes' } }]", "eval_sample"),
     ("act = [{ set = { eval_sample = false } }]", "already acts so as trained"),
     ("act = [{ label = 'A', set = { eval_sample = true } }, { label = 'B', set = "
-     "{ eval_sample = true } }]", "two acting variants make the same change"),
+     "{ eval_sample = true } }]", "act eval_sample=True: bc on jaxrl/bandit/multimodal-v0 "
+                                  "acts as act eval_sample=True does; give the change once"),
     ("act = [{ label = 'BC2', set = { eval_sample = true } }]\n[[group]]\nalgos = ['bc']\n"
      "label = 'BC2'\ndatasets = ['jaxrl/pendulum/medium-expert-v0']\nseeds = 2\n",
      "label 'BC2' names both an acting variant and a trained cell"),
