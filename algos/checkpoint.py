@@ -87,6 +87,16 @@ def save(directory, step: int, tree: Any) -> None:
             f.unlink(missing_ok=True)
 
 
+def saved_digest(directory, step: int) -> Optional[str]:
+    """The SHA-256 written with checkpoint `step` (`restore` checks the arrays against it), or
+    None when there is none: what identifies one training's saved state, its metrics and wall
+    times included, so two trainings never share it."""
+    try:
+        return json.loads(_digest_file(directory, step).read_text())["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def latest_step(directory) -> Optional[int]:
     if not Path(directory).exists():
         return None

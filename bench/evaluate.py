@@ -167,6 +167,16 @@ def same_training(final: list, scores, returns) -> bool:
     return True
 
 
+def same_source(results: dict, evaluation: dict) -> bool:
+    """Whether an evaluation restored the training a results file holds: the same final
+    checkpoint digest where both files record it (exact), else `same_training` on the final
+    scores and returns (files from before the digest was recorded)."""
+    a, b = results.get("checkpoint_sha256"), evaluation.get("checkpoint_sha256")
+    if a and b:
+        return a == b
+    return same_training(results["final"], *trained_of(evaluation))
+
+
 def trained_of(evaluation: dict):
     """The per-seed final scores and returns of the training an evaluation file restored."""
     return ([f["trained_score"] for f in evaluation["final"]],
@@ -266,13 +276,16 @@ def evaluate(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None
     if restored is None or restored[0] != periods:   # replaced since we looked
         raise ConfigError(f"the checkpoint in {ckpt_dir} changed while it was read; rerun")
     state, metrics = restored[1]["state"], restored[1]["metrics"]
+    sha = checkpoint.digest(restored[1])   # names the training (its metrics and wall too)
     if trained is not None:
         from bench.runs_table import read_results
 
-        final = read_results(Path(trained))["final"]
+        written = read_results(Path(trained))
+        final = written["final"]
         held = [np.asarray(metrics[k])[:, -1].astype(np.float64).tolist()
                 for k in ("score", "return")]
-        if not same_training(final, *held):
+        if not same_source(written, {"checkpoint_sha256": sha, "final": [
+                {"trained_score": s, "trained_return": r} for s, r in zip(*held)]}):
             raise ConfigError(
                 f"the checkpoint in {ckpt_dir} is not the training {trained} holds (final "
                 f"scores {np.round(held[0], 1).tolist()} against "
@@ -324,7 +337,7 @@ def evaluate(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None
         "wall_s": round(wall, 3), "compile_s": round(compile_s, 2),
         "env_steps": int(lengths.sum()), "loop_steps": loop_steps,
         "ms_per_loop_step": round(1000 * wall / max(loop_steps, 1), 4),
-        "eval_seed_batch": batch, "command": command,
+        "eval_seed_batch": batch, "command": command, "checkpoint_sha256": sha,
         "versions": sysinfo.versions(("jax", "jaxlib", "flax", "optax", "orbax-checkpoint",
                                       "brax", "gymnax", "minari", "numpy")),
         "hardware": sysinfo.hardware(),
@@ -366,9 +379,11 @@ def write_table(cell_dir: Path, current: Optional[Path] = None) -> Path:
         return (r["data"].get("content_hash"),
                 tuple(None if not math.isfinite(x) else round(x, 4)
                       for x in np.asarray(trained_of(r), np.float64).ravel().tolist()))
-    this = training(found[current])
-    results = [r for r in found.values() if training(r) == this]
-    others = [f.name for f, r in found.items() if training(r) != this]
+    def same(r, this=found[current]):   # the final checkpoint's digest decides where known
+        a, b = r.get("checkpoint_sha256"), this.get("checkpoint_sha256")
+        return training(r) == training(this) and (not a or not b or a == b)
+    results = [r for r in found.values() if same(r)]
+    others = [f.name for f, r in found.items() if not same(r)]
     results.sort(key=lambda r: (len(r["acting"]), sorted(r["acting"]),
                                 [(_number(v) is None, _number(v) or 0.0, str(v))
                                  for _, v in sorted(r["acting"].items())],

@@ -52,8 +52,7 @@ def collect(sweep: Sweep, runs: Path) -> List[dict]:
             if not base.exists():   # its trained cell is not there: nothing to pair it with
                 rows.append({**row, "status": "not run", "scores": []})
                 continue
-            if not evaluate.same_training(runs_table.read_results(base)["final"],
-                                          *evaluate.trained_of(res)):
+            if not evaluate.same_source(runs_table.read_results(base), res):
                 # never beside the cell it would seem paired with: another training's numbers
                 rows.append({**row, "status": "evaluated another training", "scores": []})
                 continue

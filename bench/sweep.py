@@ -39,7 +39,7 @@ with the change), and its seeds are paired with the trained cell's, so the leade
 the paired difference. Its results go to the `evals` folder beside the sweep's results files
 (`results/runs` -> `results/evals`). It needs its trained cell's checkpoint, and an
 evaluation is only reused, or scored, while it comes from the training its cell's results
-file holds (`bench.evaluate.same_training`).
+file holds (`bench.evaluate.same_source`: the final checkpoint's digest, which both record).
 
 Every group expands to algos x datasets cells (and their variants); a cell is (algorithm,
 dataset, config) and runs through `bench.train.run`, which skips it when its results file
@@ -463,8 +463,7 @@ def run(sweep: Sweep, runs: Path = train.RUNS, checkpoints: Optional[Path] = Non
             continue
         prev = evaluate.existing(c.path(runs), c.seeds, c.act_config(), force, hashes[c.dataset])
         base = previous[sweep.cells.index(c.trained)]   # listed before it (`load`)
-        if prev is not None and (base is None or not evaluate.same_training(
-                base["final"], *evaluate.trained_of(prev))):
+        if prev is not None and (base is None or not evaluate.same_source(base, prev)):
             raise SweepError(
                 f"{c.path(runs)} evaluated a training of {c.trained_label} on {c.dataset} "
                 + ("without a finished results file" if base is None else

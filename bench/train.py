@@ -396,6 +396,9 @@ def _run(algo, dataset_id, seeds, config, chash, name, path, previous, ckpt_dir,
             ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "brax", "gymnax", "minari",
              "numpy")),
         "hardware": sysinfo.hardware(), "eval_seed_batch": eval_seed_batch,
+        # the final checkpoint's digest: what `bench evaluate` restores, so an evaluation
+        # names the training it came from
+        "checkpoint_sha256": checkpoint.saved_digest(ckpt_dir, periods),
     }
     if jax.process_index() == 0:  # across hosts, one process writes
         sysinfo.atomic_write_text(path, json.dumps(result, indent=1))

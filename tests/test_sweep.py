@@ -257,6 +257,8 @@ def test_an_acting_variant_evaluates_the_trained_cell_and_is_paired_with_it(tmp_
     assert [f["score"] for f in ev["final"]] != [f["score"] for f in trained["final"]]
     assert ev["acting"] == {"eval_sample": True} and ev["trained_config_hash"] == \
         trained["config_hash"]
+    assert len(trained["checkpoint_sha256"]) == 64   # the final checkpoint's, restored
+    assert ev["checkpoint_sha256"] == trained["checkpoint_sha256"]
 
     md, paths = leaderboard.write(s, tmp_path / "runs", tmp_path / "out", reps=500)
     assert "2 of 2 cells have results" in md and "## Acting variants, paired" in md
@@ -272,9 +274,9 @@ def test_an_acting_variant_evaluates_the_trained_cell_and_is_paired_with_it(tmp_
     _run_cli(path, tmp_path, again.append)
     assert any("2 finished, 0 to run" in m for m in again), again
 
-    # an evaluation of another training than the results file holds is never reused, nor
-    # scored in the tables
-    trained["final"][0]["score"] += 1.0
+    # an evaluation of another training than the results file holds (another final
+    # checkpoint: a retraining) is never reused, nor scored in the tables
+    trained["checkpoint_sha256"] = "0" * 64
     base.path(tmp_path / "runs").write_text(json.dumps(trained))
     with pytest.raises(sweep.SweepError, match="evaluated a training of BC .* other than"):
         _run_cli(path, tmp_path)
@@ -343,3 +345,10 @@ def test_a_training_is_recognised_by_its_final_scores_and_returns():
     # no expert reference: NaN scores, and the returns decide
     final = [{"score": nan, "return": -500.0}]
     assert same_training(final, [nan], [-500.0]) and not same_training(final, [nan], [-501.0])
+
+    from bench.evaluate import same_source
+
+    ev = {"final": [{"trained_score": nan, "trained_return": -500.0}]}
+    assert same_source({"final": final}, ev)        # files without digests: the scores
+    assert not same_source({"final": final, "checkpoint_sha256": "a"},
+                           {**ev, "checkpoint_sha256": "b"})   # the digests decide
