@@ -289,6 +289,12 @@ def test_an_acting_variant_evaluates_the_trained_cell_and_is_paired_with_it(tmp_
     with pytest.raises(bench_train.ConfigError, match="is not the training .* holds") as e:
         _run_cli(path, tmp_path)
     assert "\n" not in str(e.value) and "--force" in str(e.value)
+    # a results file without its checkpoint (published, trained elsewhere): found before
+    # anything runs, with the command that retrains both into the sweep's folder
+    (tmp_path / "ckpt").rename(tmp_path / "ckpt-away")
+    with pytest.raises(sweep.SweepError, match="no finished training of bc") as e:
+        _run_cli(path, tmp_path)
+    assert f"--out {tmp_path / 'runs'} --force" in str(e.value) and "\n" not in str(e.value)
 
 
 @pytest.mark.parametrize("act, expect", [
