@@ -230,8 +230,9 @@ def evaluate(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None
     """Evaluate the finished cell (`algo`, `dataset_id`, `seeds`, `steps`, `overrides`: as
     trained) with the `acting` overrides; returns (and writes) the results. `trained`, the
     cell's results file when there is one (a sweep's), must be from the training the
-    checkpoint holds: the same final scores, else one line (the checkpoint was retrained
-    elsewhere, or the file came from another machine)."""
+    checkpoint holds (`same_source`: the final checkpoint's digest, or for older files the
+    final scores), else one line (the checkpoint was retrained elsewhere, or the file came
+    from another machine)."""
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
     bench_train.check_kind(algo, dataset_id)
@@ -379,6 +380,7 @@ def write_table(cell_dir: Path, current: Optional[Path] = None) -> Path:
         return (r["data"].get("content_hash"),
                 tuple(None if not math.isfinite(x) else round(x, 4)
                       for x in np.asarray(trained_of(r), np.float64).ravel().tolist()))
+
     def same(r, this=found[current]):   # the final checkpoint's digest decides where known
         a, b = r.get("checkpoint_sha256"), this.get("checkpoint_sha256")
         return training(r) == training(this) and (not a or not b or a == b)
