@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 from typing import NamedTuple
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 
