@@ -43,7 +43,7 @@ import algos
 from algos import checkpoint
 from algos.config import ConfigError, apply_overrides, config_dict, config_hash
 from bench import sysinfo, train as bench_train
-from bench.tables import signed
+from bench.tables import change_text, signed
 from envs.evaluation import default_seed_batch, make_evaluate, over_seeds
 
 EDM_ONLY = ("sigma_min", "sigma_max", "churn", "s_tmin", "s_tmax", "s_noise")
@@ -200,16 +200,17 @@ def existing(path: Path, seeds: int, act, force: bool, content_hash) -> Optional
     return prev
 
 
-def trained_checkpoint(algo, dataset_id, seeds, steps, overrides, checkpoints=None,
-                       typed=False, out_note: str = ""):
-    """The finished checkpoint folder of a trained cell (the config, data and seed count
-    name it), checked before anything compiles; one line giving the training command when
-    it is missing or unfinished (`out_note`: extra options for it, e.g. `--out results/runs
-    --force` where a results file exists without its checkpoint)."""
+def trained_checkpoint(algo, dataset_id, seeds, steps, overrides, content_hash,
+                       checkpoints=None, typed=False, out_note: str = ""):
+    """The finished checkpoint folder of a trained cell (the config, the data's
+    `content_hash` and the seed count name it), checked before anything compiles; one line
+    giving the training command when it is missing or unfinished (`out_note`: extra options
+    for it, e.g. `--out results/runs --force` where a results file exists without its
+    checkpoint)."""
     config = bench_train.make_config(algo, steps, overrides, dataset_id, typed)
     name = bench_train.cell_name(algo, dataset_id, config)
     ckpt_dir = bench_train.checkpoint_dir(bench_train.checkpoint_root(checkpoints), name,
-                                          bench_train.data_hash(dataset_id), seeds)
+                                          content_hash, seeds)
     periods = config.steps // config.eval_every
     done = checkpoint.latest_step(ckpt_dir) or 0
     if done != periods:
@@ -248,8 +249,8 @@ def evaluate(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None
         return previous
     # the training's own results file, if given, is where a retraining must go
     out_note = f" --out {Path(trained).parents[2]} --force" if trained is not None else ""
-    ckpt_dir = trained_checkpoint(algo, dataset_id, seeds, steps, overrides, checkpoints, typed,
-                                  out_note)   # before anything compiles
+    ckpt_dir = trained_checkpoint(algo, dataset_id, seeds, steps, overrides, chash_data,
+                                  checkpoints, typed, out_note)   # before anything compiles
     periods = config.steps // config.eval_every
     retrain = _train_command(algo, dataset_id, seeds, steps, overrides) + out_note
     dataset = bench_train.load_source(dataset_id)
@@ -346,7 +347,7 @@ def evaluate(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None
     if jax.process_index() == 0:
         sysinfo.atomic_write_text(path, json.dumps(result, indent=1))
         write_table(path.parent, path)
-    changed = ", ".join(f"{k}={v}" for k, v in (acting or {}).items()) or "no acting change"
+    changed = change_text(acting or {}) or "no acting change"
     log(f"{algo} on {dataset_id}, trained {config.steps:,d} steps (config "
         f"{config_hash(config)}), acting with {changed}, {act.eval_episodes} episodes per seed:")
     for s in range(seeds):
@@ -407,7 +408,7 @@ def write_table(cell_dir: Path, current: Optional[Path] = None) -> Path:
         new = np.array([f[r["measure"]] for f in r["final"]], float)
         old = np.array([f["trained_" + r["measure"]] for f in r["final"]], float)
         d = r["difference"]
-        change = ", ".join(f"{k}={v}" for k, v in r["acting"].items()) or "(none)"
+        change = change_text(r["acting"]) or "(none)"
         lines.append(
             f"| {change} | {r['seeds']} x {r['eval_episodes']} | {np.nanmean(new):.1f} ± "
             f"{np.nanstd(new):.1f} | {np.nanmean(old):.1f} | {signed(d['mean'])} "
@@ -473,9 +474,8 @@ def figure(results, path: Path) -> Path:
             ax.set_xlabel(keys[0].replace("diffusion.", "diffusion\n"), fontsize=8)
         else:
             ax.set_xticks(range(len(rs)))
-            ax.set_xticklabels([", ".join(f"{k}={v}" for k, v in r["acting"].items())
-                                or "as trained" for r in rs], rotation=30, ha="right",
-                               fontsize=6)
+            ax.set_xticklabels([change_text(r["acting"]) or "as trained" for r in rs],
+                               rotation=30, ha="right", fontsize=6)
         ax.set_ylabel(f"mean {rs[0]['measure']} over seeds", fontsize=8)
     r0 = results[0]
     fig.suptitle(textwrap.fill(f"{r0['algo']} on {r0['dataset']}: one trained cell acting "

@@ -28,7 +28,7 @@ import numpy as np
 
 from bench import runs_table, stats, sysinfo
 from bench.sweep import Sweep
-from bench.tables import markdown_table, signed
+from bench.tables import change_text, markdown_table, signed
 
 
 def collect(sweep: Sweep, runs: Path) -> List[dict]:
@@ -39,7 +39,7 @@ def collect(sweep: Sweep, runs: Path) -> List[dict]:
         row = {"label": c.label, "algo": c.algo, "dataset": c.dataset, "task": c.task,
                "seeds": c.seeds, "steps": c.config().steps,
                "config_hash": c.trained.path(runs).stem, "file": _shown_path(path),
-               "acting": ", ".join(f"{k}={v}" for k, v in c.acting),
+               "acting": change_text(c.acting),
                "trained_label": c.trained_label or ""}
         if not path.exists():
             rows.append({**row, "status": "not run", "scores": []})

@@ -58,6 +58,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import algos
 from algos.config import ConfigError, flatten
 from bench import evaluate, train
+from bench.tables import change_text
 from envs.datasets.builder import TIERS
 
 SWEEPS = Path(__file__).resolve().parent / "sweeps"
@@ -238,7 +239,7 @@ def _group_cells(g: dict, where: str) -> List[Cell]:
             cells.append(cell)
             made = {}   # acting config -> change: two spellings of one change are one variant
             for name, acting in variants:
-                change = ", ".join(f"{k}={v}" for k, v in acting)
+                change = change_text(acting)
                 var = dataclasses.replace(cell, label=name or f"{cell.label} ({change})",
                                           acting=acting, trained_label=cell.label)
                 try:
@@ -480,7 +481,8 @@ def run(sweep: Sweep, runs: Path = train.RUNS, checkpoints: Optional[Path] = Non
                                 c.act_config() if c.is_acting else c.config())
                 if c.is_acting and c.trained not in todo:   # trained: its checkpoint is here
                     evaluate.trained_checkpoint(c.algo, c.dataset, c.seeds, c.steps, c.sets,
-                                                checkpoints, True, f" --out {runs} --force")
+                                                hashes[c.dataset], checkpoints, True,
+                                                f" --out {runs} --force")
             except ConfigError as e:
                 raise SweepError(f"{sweep.path.name}: {c.label} on {c.dataset}: {e}") from None
         del loaded
@@ -497,10 +499,9 @@ def run(sweep: Sweep, runs: Path = train.RUNS, checkpoints: Optional[Path] = Non
         elapsed = time.time() - t_cells
         eta = f", ~{_fmt_s(elapsed / done_work * left)} left" if done_work else ""
         if cell.is_acting:
-            change = ", ".join(f"{k}={v}" for k, v in cell.acting)
             log(f"[{n_done + 1}/{total}] {cell.label} ({cell.algo}) on {cell.dataset}: the "
-                f"trained {cell.trained_label} acting with {change} ({_fmt_s(time.time() - t0)} "
-                "so far)")
+                f"trained {cell.trained_label} acting with {change_text(cell.acting)} "
+                f"({_fmt_s(time.time() - t0)} so far)")
             result = evaluate.evaluate(
                 cell.algo, cell.dataset, cell.seeds, cell.steps, cell.sets,
                 acting=dict(cell.acting), out=evaluate.beside(runs), checkpoints=checkpoints,

@@ -24,3 +24,10 @@ def signed(x: float) -> str:
     import math
 
     return "nan" if not math.isfinite(x) else f"{round(x, 1) + 0.0:+.1f}"
+
+
+def change_text(acting) -> str:
+    """Acting overrides (a dict or `(field, value)` pairs) as `field=value, ...`; empty for
+    none."""
+    items = acting.items() if isinstance(acting, dict) else acting
+    return ", ".join(f"{k}={v}" for k, v in items)
