@@ -23,7 +23,7 @@ import sys
 import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_timing import emit, timed  # noqa: E402
+from torch_timing import dev, emit, timed  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -64,10 +64,10 @@ def _model(width):
     net = ResidualMLPDenoiser(d_in=DIM, dim_t=128, mlp_width=width, num_layers=6,
                               learned_sinusoidal_cond=False, random_fourier_features=True,
                               learned_sinusoidal_dim=16, activation="relu", layer_norm=False)
-    data = torch.randn(100_000, DIM)
+    data = torch.randn(100_000, DIM, device=dev)
     return ElucidatedDiffusion(net, Normalizer(data), event_shape=[DIM], num_sample_steps=128,
                                sigma_data=1.0, S_churn=80, S_tmin=0.05, S_tmax=50,
-                               S_noise=1.003), data
+                               S_noise=1.003).to(dev), data
 
 
 def train(width, batch):
@@ -78,7 +78,7 @@ def train(width, batch):
 
     def steps():
         for _ in range(STEPS):
-            x = data[torch.randint(0, len(data), (batch,))]
+            x = data[torch.randint(0, len(data), (batch,), device=dev)]
             loss = diffusion(x)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(diffusion.parameters(), 1.0)
@@ -100,10 +100,14 @@ def sample(width, n):
 
 if __name__ == "__main__":
     torch.manual_seed(0)
-    n = int(os.environ.get("SAMPLES", "2000"))
+    # SAMPLES: transitions per generation call (CPU default 2000; on a GPU, 100k, the
+    # authors' sample batch); SAMPLES_2048 for the widest model alone
+    n = int(os.environ.get("SAMPLES", "100000" if dev.type == "cuda" else "2000"))
+    n_wide = int(os.environ.get("SAMPLES_2048", n))
     for width, batch in [(1024, 1024), (2048, 1024), (1024, 256), (2048, 256), (256, 256)]:
         emit(workload="SynthER train step", width=width, batch=batch,
              steps_per_s=train(width, batch), threads=torch.get_num_threads())
     for width in (256, 1024, 2048):
-        emit(workload="SynthER generation", width=width, transitions_per_call=n,
-             transitions_per_s=sample(width, n), threads=torch.get_num_threads())
+        m = n_wide if width == 2048 else n
+        emit(workload="SynthER generation", width=width, transitions_per_call=m,
+             transitions_per_s=sample(width, m), threads=torch.get_num_threads())

@@ -1,0 +1,46 @@
+#!/bin/bash
+# Issues 11 and 14's GPU run: Diffusion-QL and SynthER, ours against the authors' PyTorch code on
+# the same card in one call. Run from the repository root on a GPU machine whose python3 has
+# jax, flax, optax, chex, numpy, torch, einops, tqdm, python-dateutil and tabulate (the lent
+# machines' image has them), with:
+#   .whl/ema_pytorch-0.2.1-py3-none-any.whl   (SynthER's EMA; pure Python)
+#   .authors/dql/{agents,utils}/              (Zhendong-Wang/Diffusion-Policies-for-Offline-RL
+#                                              at d871f5c: `git archive d871f5c agents utils`)
+#   .authors/synther/synther/diffusion/       (conglu1997/SynthER at e6835a5)
+# Both folders are ignored by git (.git/info/exclude) and carried with the call. What comes
+# back under $OUT: hardware.txt, dql-pytorch.jsonl, dql-ours.json, synther-pytorch.jsonl,
+# synther.md / synther.csv (`python -m bench speed synther --out`), log.txt. Each step has its
+# own timeout, so a slow one costs only its own lines.
+set -u
+OUT=${OUT:-/tmp/device-out}
+mkdir -p "$OUT"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/ema_pytorch-*.whl || exit 1
+export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
+unset JAX_PLATFORMS
+log="$OUT/log.txt"
+step() {  # step SECONDS NAME COMMAND...: run with a timeout, log its stderr and wall time
+  local t=$1 name=$2; shift 2
+  local t0=$SECONDS
+  timeout "$t" "$@" 2>> "$log"
+  echo "== $name: rc $? in $((SECONDS - t0)) s" | tee -a "$log"
+}
+{ nvidia-smi -L; nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv
+  python3 -c "import jax, flax, optax, torch; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__, jax.devices())"
+  lscpu | grep -E "Model name|^CPU\(s\)"; } > "$OUT/hardware.txt" 2>&1
+cat "$OUT/hardware.txt"
+# Diffusion-QL: theirs at Maze2D umaze's shapes (state 4, action 2: those of bench.speed_seeds'
+# data) and hopper's (11, 3); ours through bench.speed_seeds (one seed, 50 steps per call)
+for dims in "4 2" "11 3"; do
+  set -- $dims
+  AUTHORS=.authors/dql step 90 "dql torch $1x$2" python3 bench/reference/dql_torch.py \
+      --state-dim "$1" --action-dim "$2" --steps 50 >> "$OUT/dql-pytorch.jsonl"
+done
+step 150 "dql ours" python3 -m bench.speed_seeds --seeds 1 --steps 50 --algos diffusion_ql \
+    --out "$OUT/dql-ours.json"
+# SynthER: theirs (100k transitions per generation call, 20k for width 2048), then ours
+AUTHORS=.authors/synther SAMPLES_2048=20000 step 120 "synther torch" \
+    python3 bench/reference/synther_torch.py >> "$OUT/synther-pytorch.jsonl"
+step 240 "synther ours" python3 -m bench speed synther --out "$OUT"
+cat "$OUT"/dql-pytorch.jsonl "$OUT"/dql-ours.json "$OUT"/synther-pytorch.jsonl
+grep -E "^\|" "$OUT/synther.md" 2>/dev/null

@@ -1,0 +1,75 @@
+"""Time the authors' Diffusion-QL (Zhendong-Wang/Diffusion-Policies-for-Offline-RL at d871f5c,
+PyTorch) on the workloads of `results/speed/dql-vs-pytorch.md`: the train step and the
+50-candidate action selection.
+
+Not part of the suite (no PyTorch in its dependencies) and none of the authors' code is in
+this repository. Lay out their `agents/` and `utils/data_sampler.py` and run, in an
+environment with torch and numpy:
+
+    AUTHORS=/path/to/their/checkout python bench/reference/dql_torch.py [--state-dim 11]
+        [--action-dim 3] [--steps 50] >> results/speed/<device>-dql-pytorch.jsonl
+
+What is timed, with their classes: `Diffusion_QL(S, A, 1.0, device, 0.99, 0.005,
+beta_schedule='vp', n_timesteps=5, lr_decay=True, lr_maxt=2000, grad_norm=9.0)` (the
+settings of their hopper-medium run, `main.py`'s table), `agent.train(Data_Sampler, STEPS,
+256)` on 100k random transitions after 20 warm-up steps (median of 3 calls), and
+`agent.sample_action(state)` (median of 100 calls after 10 warm-up calls). Their loop reads
+four losses back with `.item()` every step and samples each batch on the host, as released;
+nothing of theirs is changed or stubbed (their `utils.logger` needs python-dateutil and
+tabulate).
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_timing import dev, emit, sync, timed  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+sys.path.insert(0, os.environ.get("AUTHORS", "."))
+
+from agents.ql_diffusion import Diffusion_QL  # noqa: E402
+from utils.data_sampler import Data_Sampler  # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--state-dim", type=int, default=11)
+    p.add_argument("--action-dim", type=int, default=3)
+    p.add_argument("--steps", type=int, default=50)
+    args = p.parse_args()
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    n, s, a = 100_000, args.state_dim, args.action_dim
+    data = {"observations": rng.standard_normal((n, s)).astype(np.float32),
+            "actions": rng.uniform(-1, 1, (n, a)).astype(np.float32),
+            "next_observations": rng.standard_normal((n, s)).astype(np.float32),
+            "rewards": rng.standard_normal(n).astype(np.float32),
+            "terminals": (rng.uniform(size=n) < 0.01).astype(np.float32)}
+    sampler = Data_Sampler(data, dev, "no")
+    agent = Diffusion_QL(s, a, 1.0, dev, 0.99, 0.005, beta_schedule="vp", n_timesteps=5,
+                         lr_decay=True, lr_maxt=2000, grad_norm=9.0)
+    agent.train(sampler, 20, 256)
+    steps = timed(lambda: agent.train(sampler, args.steps, 256), args.steps)
+    emit(workload="Diffusion-QL train step", state_dim=s, action_dim=a, batch=256,
+         steps_per_call=args.steps, steps_per_s=steps, threads=torch.get_num_threads())
+    state = data["observations"][0]
+    for _ in range(10):
+        agent.sample_action(state)
+    ms = []
+    for _ in range(100):
+        sync()
+        t0 = time.perf_counter()
+        agent.sample_action(state)    # ends in .cpu(): the action is on the host
+        ms.append(1e3 * (time.perf_counter() - t0))
+    emit(workload="Diffusion-QL decision, 50 candidates", state_dim=s, action_dim=a,
+         decision_ms_median=statistics.median(ms), decision_ms=[round(x, 4) for x in ms[:10]],
+         threads=torch.get_num_threads())
+
+
+if __name__ == "__main__":
+    main()
