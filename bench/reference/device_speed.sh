@@ -33,14 +33,14 @@ cat "$OUT/hardware.txt"
 # data) and hopper's (11, 3); ours through bench.speed_seeds (one seed, 50 steps per call)
 for dims in "4 2" "11 3"; do
   set -- $dims
-  AUTHORS=.authors/dql step 90 "dql torch $1x$2" python3 bench/reference/dql_torch.py \
+  AUTHORS=.authors/dql step 60 "dql torch $1x$2" python3 bench/reference/dql_torch.py \
       --state-dim "$1" --action-dim "$2" --steps 50 >> "$OUT/dql-pytorch.jsonl"
 done
-step 150 "dql ours" python3 -m bench.speed_seeds --seeds 1 --steps 50 --algos diffusion_ql \
+step 120 "dql ours" python3 -m bench.speed_seeds --seeds 1 --steps 50 --algos diffusion_ql \
     --out "$OUT/dql-ours.json"
 # SynthER: theirs (100k transitions per generation call, 20k for width 2048), then ours
 AUTHORS=.authors/synther SAMPLES_2048=20000 step 120 "synther torch" \
     python3 bench/reference/synther_torch.py >> "$OUT/synther-pytorch.jsonl"
-step 240 "synther ours" python3 -m bench speed synther --out "$OUT"
+step 200 "synther ours" python3 -m bench speed synther --out "$OUT"
 cat "$OUT"/dql-pytorch.jsonl "$OUT"/dql-ours.json "$OUT"/synther-pytorch.jsonl
 grep -E "^\|" "$OUT/synther.md" 2>/dev/null
