@@ -9,8 +9,9 @@
 #   .authors/synther/synther/diffusion/       (conglu1997/SynthER at e6835a5)
 # Both folders are ignored by git (.git/info/exclude) and carried with the call. What comes
 # back under $OUT: hardware.txt, dql-pytorch.jsonl, dql-ours.json, synther-pytorch.jsonl,
-# synther.md / synther.csv (`python -m bench speed synther --out`), log.txt. Each step has its
-# own timeout, so a slow one costs only its own lines.
+# synther.md / synther.csv (`python -m bench speed synther --out`), fp32/synther.md (the same
+# with JAX_DEFAULT_MATMUL_PRECISION=highest), log.txt. Each step has its own timeout, so a slow
+# one costs only its own lines. Arguments: the steps to run (default: all of them).
 set -u
 OUT=${OUT:-/tmp/device-out}
 mkdir -p "$OUT"
@@ -29,18 +30,26 @@ step() {  # step SECONDS NAME COMMAND...: run with a timeout, log its stderr and
   python3 -c "import jax, flax, optax, torch; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__, jax.devices())"
   lscpu | grep -E "Model name|^CPU\(s\)"; } > "$OUT/hardware.txt" 2>&1
 cat "$OUT/hardware.txt"
+want() { [ -z "$only" ] || [[ " $only " == *" $1 "* ]]; }
+only="$*"   # the steps to run (dql-torch dql-ours synther-torch synther-ours synther-fp32); all by default
 # Diffusion-QL: theirs at Maze2D umaze's shapes (state 4, action 2: those of bench.speed_seeds'
 # data) and hopper's (11, 3); ours through bench.speed_seeds (one seed, 50 steps per call)
-for dims in "4 2" "11 3"; do
-  set -- $dims
-  AUTHORS=.authors/dql step 60 "dql torch $1x$2" python3 bench/reference/dql_torch.py \
-      --state-dim "$1" --action-dim "$2" --steps 50 >> "$OUT/dql-pytorch.jsonl"
-done
-step 120 "dql ours" python3 -m bench.speed_seeds --seeds 1 --steps 50 --algos diffusion_ql \
-    --out "$OUT/dql-ours.json"
-# SynthER: theirs (100k transitions per generation call, 20k for width 2048), then ours
-AUTHORS=.authors/synther SAMPLES_2048=20000 step 120 "synther torch" \
+if want dql-torch; then
+  for dims in "4 2" "11 3"; do
+    set -- $dims
+    AUTHORS=.authors/dql step 60 "dql torch $1x$2" python3 bench/reference/dql_torch.py \
+        --state-dim "$1" --action-dim "$2" --steps 50 >> "$OUT/dql-pytorch.jsonl"
+  done
+fi
+want dql-ours && step 120 "dql ours" python3 -m bench.speed_seeds --seeds 1 --steps 50 \
+    --algos diffusion_ql --out "$OUT/dql-ours.json"
+# SynthER: theirs (100k transitions per generation call, 20k for width 2048), then ours with
+# JAX's default matmul precision (TF32 on this GPU) and with float32 throughout, as torch's
+# default is
+want synther-torch && AUTHORS=.authors/synther SAMPLES_2048=20000 step 120 "synther torch" \
     python3 bench/reference/synther_torch.py >> "$OUT/synther-pytorch.jsonl"
-step 200 "synther ours" python3 -m bench speed synther --out "$OUT"
-cat "$OUT"/dql-pytorch.jsonl "$OUT"/dql-ours.json "$OUT"/synther-pytorch.jsonl
-grep -E "^\|" "$OUT/synther.md" 2>/dev/null
+want synther-ours && step 200 "synther ours" python3 -m bench speed synther --out "$OUT"
+want synther-fp32 && JAX_DEFAULT_MATMUL_PRECISION=highest step 200 "synther ours fp32" \
+    python3 -m bench speed synther --out "$OUT/fp32"
+cat "$OUT"/*.json* 2>/dev/null
+grep -E "^\|" "$OUT/synther.md" "$OUT/fp32/synther.md" 2>/dev/null
