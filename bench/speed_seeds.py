@@ -97,9 +97,9 @@ def main(argv=None):
             state = jax.jit(tr.init_algo)(jax.random.PRNGKey(0))
             # compiled before timing: `_time`'s warm-up call would otherwise hold the compile,
             # and a warm-up of 5 s or more is returned as the time (6 s on an H200 once)
-            args = (state, arrays["obs"][0], jax.random.PRNGKey(2))
-            act, _ = speed.compile_fn(lambda s, o, k: policy.act(s, (), o, k)[0], *args)
-            sec = _time(act, *args, reps=20)
+            act_args = (state, arrays["obs"][0], jax.random.PRNGKey(2))
+            act, _ = speed.compile_fn(lambda s, o, k: policy.act(s, (), o, k)[0], *act_args)
+            sec = _time(act, *act_args, reps=20)
             emit({"algo": algo, "decision_ms": round(1e3 * sec, 3),
                   "candidates": cfg.n_candidates, "T": cfg.diffusion.T})
     if args.out:

@@ -24,7 +24,7 @@ step() {  # step SECONDS NAME COMMAND...: run with a timeout, log its stderr and
   local t=$1 name=$2; shift 2
   local t0=$SECONDS
   timeout "$t" "$@" 2>> "$log"
-  echo "== $name: rc $? in $((SECONDS - t0)) s" | tee -a "$log"
+  echo "== $name: rc $? in $((SECONDS - t0)) s" | tee -a "$log" >&2   # not into the step's stdout file
 }
 { nvidia-smi -L; nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv
   python3 -c "import jax, flax, optax, torch; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__, jax.devices())"
