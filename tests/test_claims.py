@@ -190,3 +190,61 @@ def test_online_claim_end_to_end_on_a_tiny_budget(tmp_path):
     assert "SAC + SynthER (UTD 20) vs SAC (UTD 1)" in f.tests[1].name
     assert Path(f.figure).stat().st_size > 10_000
     assert "150 steps" in f.notes and "300 steps" in f.notes
+
+
+def test_long_horizon_tests_pair_the_planner_with_each_reference_per_maze():
+    """P(planner > reference) per maze: 1 when every planner seed beats every reference seed
+    (the interval too, since every resample keeps that order), 0.5 for equal seeds; a maze or
+    a reference without seeds gives no test."""
+    from bench.claims import long_horizon
+
+    scores = {"jaxrl/maze2d/umaze-v0": {"Diffuser": np.array([60., 70, 80]),
+                                        "IQL": np.array([1., 2, 3]),
+                                        "MPC (ensemble)": np.array([60., 70, 80])},
+              "jaxrl/maze2d/medium-v0": {"Diffuser": np.array([5., 6]),
+                                         "IQL": np.array([]),
+                                         "Diffusion-QL": np.array([50., 60])}}
+    tests = long_horizon.tests_of(scores)
+    by = {t.name: t for t in tests}
+    assert sorted(by) == ["Maze2D medium: Diffuser vs Diffusion-QL",
+                          "Maze2D umaze: Diffuser vs IQL",
+                          "Maze2D umaze: Diffuser vs MPC (ensemble)"]
+    iql = by["Maze2D umaze: Diffuser vs IQL"]
+    assert (iql.estimate, iql.lo, iql.hi, iql.verdict) == (1.0, 1.0, 1.0, "supported")
+    assert by["Maze2D umaze: Diffuser vs MPC (ensemble)"].estimate == 0.5
+    assert by["Maze2D medium: Diffuser vs Diffusion-QL"].verdict == "not supported"
+
+
+LONG_SWEEP = """
+[[group]]
+algos = ["iql"]
+datasets = ["jaxrl/maze2d/umaze-v0"]
+seeds = 2
+steps = 4
+set = { eval_every = 4, eval_episodes = 1, batch_size = 16 }
+
+[[group]]
+algos = ["diffuser"]
+datasets = ["jaxrl/maze2d/umaze-v0"]
+seeds = 2
+steps = 4
+set = { eval_every = 4, eval_episodes = 1, batch_size = 16, horizon = 16, diffusion = { T = 4, width = 8 } }
+act = [{ label = "Diffuser (diffused actions)", set = { act_with = "actions" } }]
+"""
+
+
+@pytest.mark.slow
+def test_long_horizon_claim_end_to_end_on_a_tiny_budget(tmp_path):
+    from bench.claims import long_horizon
+    from envs import datasets
+
+    datasets.build("maze2d-umaze", "umaze", n_transitions=5000, log=lambda m: None)
+    sweep_file = tmp_path / "tiny.toml"
+    sweep_file.write_text(LONG_SWEEP)
+    f = long_horizon.run(tmp_path / "runs", tmp_path, log=lambda m: None,
+                         sweep_name=str(sweep_file))
+    assert [t.name for t in f.tests] == ["Maze2D umaze: Diffuser vs IQL"]
+    assert 0 <= f.tests[0].lo <= f.tests[0].estimate <= f.tests[0].hi <= 1
+    assert "Diffuser horizon 16, T=4, U-Net dim 8, 4 steps" in f.setup
+    assert "umaze-v0: IQL" in f.notes and "diffused actions" not in f.notes
+    assert Path(f.figure).stat().st_size > 10_000

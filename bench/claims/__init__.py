@@ -17,7 +17,7 @@ import importlib
 from pathlib import Path
 from typing import Callable, List, Optional
 
-CLAIMS = ("expressiveness", "scarcity", "compounding", "online")
+CLAIMS = ("expressiveness", "scarcity", "compounding", "online", "long_horizon")
 VERDICTS = ("supported", "not supported", "inconclusive")
 
 
