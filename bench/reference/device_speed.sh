@@ -1,6 +1,6 @@
 #!/bin/bash
 # Issues 11 and 14's GPU run: Diffusion-QL and SynthER, ours against the authors' PyTorch code on
-# the same card in one call. Run from the repository root on a GPU machine whose python3 has
+# the same card. Run from the repository root on a GPU machine whose python3 has
 # jax, flax, optax, chex, numpy, torch, einops, tqdm, python-dateutil and tabulate (the lent
 # machines' image has them), with:
 #   .whl/ema_pytorch-0.2.1-py3-none-any.whl   (SynthER's EMA; pure Python)
@@ -9,9 +9,11 @@
 #   .authors/synther/synther/diffusion/       (conglu1997/SynthER at e6835a5)
 # Both folders are ignored by git (.git/info/exclude) and carried with the call. What comes
 # back under $OUT: hardware.txt, dql-pytorch.jsonl, dql-ours.json, synther-pytorch.jsonl,
+# synther-pytorch-tf32.jsonl (theirs with TORCH_TF32=1),
 # synther.md / synther.csv (`python -m bench speed synther --out`), fp32/synther.md (the same
 # with JAX_DEFAULT_MATMUL_PRECISION=highest), log.txt. Each step has its own timeout, so a slow
-# one costs only its own lines. Arguments: the steps to run (default: all of them).
+# one costs only its own lines (`bench speed synther` writes its files at the end: a step
+# stopped by its timeout leaves only its log lines). Arguments: the steps to run.
 set -u
 OUT=${OUT:-/tmp/device-out}
 mkdir -p "$OUT"
@@ -31,7 +33,10 @@ step() {  # step SECONDS NAME COMMAND...: run with a timeout, log its stderr and
   lscpu | grep -E "Model name|^CPU\(s\)"; } > "$OUT/hardware.txt" 2>&1
 cat "$OUT/hardware.txt"
 want() { [ -z "$only" ] || [[ " $only " == *" $1 "* ]]; }
-only="$*"   # the steps to run (dql-torch dql-ours synther-torch synther-ours synther-fp32); all by default
+# the steps to run: dql-torch dql-ours synther-torch synther-torch-tf32 synther-ours
+# synther-fp32. All of them take longer than one call (10 minutes): the default is the first
+# five (about 5 minutes on an H200); run synther-fp32 (about 4 minutes) in a call of its own.
+only="${*:-dql-torch dql-ours synther-torch synther-torch-tf32 synther-ours}"
 # Diffusion-QL: theirs at Maze2D umaze's shapes (state 4, action 2: those of bench.speed_seeds'
 # data) and hopper's (11, 3); ours through bench.speed_seeds (one seed, 50 steps per call)
 if want dql-torch; then
@@ -48,6 +53,9 @@ want dql-ours && step 120 "dql ours" python3 -m bench.speed_seeds --seeds 1 --st
 # default is
 want synther-torch && AUTHORS=.authors/synther SAMPLES_2048=20000 step 120 "synther torch" \
     python3 bench/reference/synther_torch.py >> "$OUT/synther-pytorch.jsonl"
+want synther-torch-tf32 && AUTHORS=.authors/synther SAMPLES_2048=20000 TORCH_TF32=1 \
+    step 120 "synther torch tf32" python3 bench/reference/synther_torch.py \
+    >> "$OUT/synther-pytorch-tf32.jsonl"
 want synther-ours && step 200 "synther ours" python3 -m bench speed synther --out "$OUT"
 want synther-fp32 && JAX_DEFAULT_MATMUL_PRECISION=highest step 200 "synther ours fp32" \
     python3 -m bench speed synther --out "$OUT/fp32"

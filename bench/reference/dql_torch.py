@@ -3,8 +3,8 @@ PyTorch) on the workloads of `results/speed/dql-vs-pytorch.md`: the train step a
 50-candidate action selection.
 
 Not part of the suite (no PyTorch in its dependencies) and none of the authors' code is in
-this repository. Lay out their `agents/` and `utils/data_sampler.py` and run, in an
-environment with torch and numpy:
+this repository. Lay out their `agents/` and `utils/` (`git archive d871f5c agents utils`) and
+run, in an environment with torch, numpy, python-dateutil and tabulate:
 
     AUTHORS=/path/to/their/checkout python bench/reference/dql_torch.py [--state-dim 11]
         [--action-dim 3] [--steps 50] >> results/speed/<device>-dql-pytorch.jsonl
@@ -12,11 +12,12 @@ environment with torch and numpy:
 What is timed, with their classes: `Diffusion_QL(S, A, 1.0, device, 0.99, 0.005,
 beta_schedule='vp', n_timesteps=5, lr_decay=True, lr_maxt=2000, grad_norm=9.0)` (the
 settings of their hopper-medium run, `main.py`'s table), `agent.train(Data_Sampler, STEPS,
-256)` on 100k random transitions after 20 warm-up steps (median of 3 calls), and
+256)` on 100k random transitions after 20 warm-up steps, with the step counter then set to
+their `step_start_ema` so that the timed steps update the EMA actor as their steady state does
+(median of 3 calls), and
 `agent.sample_action(state)` (median of 100 calls after 10 warm-up calls). Their loop reads
 four losses back with `.item()` every step and samples each batch on the host, as released;
-nothing of theirs is changed or stubbed (their `utils.logger` needs python-dateutil and
-tabulate).
+nothing of theirs is changed or stubbed.
 """
 import argparse
 import os
@@ -54,6 +55,8 @@ def main():
     agent = Diffusion_QL(s, a, 1.0, dev, 0.99, 0.005, beta_schedule="vp", n_timesteps=5,
                          lr_decay=True, lr_maxt=2000, grad_norm=9.0)
     agent.train(sampler, 20, 256)
+    agent.step = agent.step_start_ema   # timed steps update the EMA actor (every 5th), as
+                                        # every step after their 1000th does
     steps = timed(lambda: agent.train(sampler, args.steps, 256), args.steps)
     emit(workload="Diffusion-QL train step", state_dim=s, action_dim=a, batch=256,
          steps_per_call=args.steps, steps_per_s=steps, threads=torch.get_num_threads())

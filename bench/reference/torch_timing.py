@@ -31,6 +31,11 @@ def stub_authors_package(script_file):
 
 
 dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+# TORCH_TF32=1: float32 matmuls on TF32 tensor cores, as JAX's default precision does on a GPU
+# (torch's default keeps matmuls in float32; its convolutions already allow TF32)
+TF32 = os.environ.get("TORCH_TF32") == "1"
+if TF32:
+    torch.backends.cuda.matmul.allow_tf32 = True
 
 
 def sync():
@@ -53,6 +58,6 @@ def timed(fn, n=1, reps=3):
 
 def emit(**kw):
     """One JSON line, with torch's version and the device."""
-    kw.update(torch=torch.__version__,
+    kw.update(torch=torch.__version__, tf32=TF32,
               device=torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu")
     print(json.dumps(kw), flush=True)
