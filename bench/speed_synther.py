@@ -91,8 +91,10 @@ def _sample_rows(quick, peak, log, notes):
         rows.append(speed._row(wl, f"{n:,d} transitions per call", "1",
                                speed.Timing(c_s, sec, calls), n, "transitions/s", None, peak))
         if not quick:
+            sec_5m = AUTHORS_SAMPLES / rate
+            took = f"{sec_5m / 3600:.2f} h" if sec_5m >= 3600 else f"{sec_5m / 60:.1f} min"
             notes.append(f"width {c.width}: {AUTHORS_SAMPLES:,d} transitions (the authors' "
-                         f"count) at {rate:,.0f}/s take {AUTHORS_SAMPLES / rate / 3600:.2f} h")
+                         f"count) at {rate:,.0f}/s take {took}")
     return rows
 
 
