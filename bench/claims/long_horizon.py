@@ -88,7 +88,7 @@ def run(runs: Path, out: Path, log: Callable[[str], None] = print,
     fig = figure(scores, out / "figures" / "claim_long_horizon.png")
     trained = [c for c in sw.cells if not c.is_acting]
     planners = [c for c in trained if c.label == PLANNER]
-    budget = "; ".join(
+    budget = ". ".join(
         f"On {_maze(c.dataset)} Diffuser has horizon {c.config().horizon}, "
         f"T={c.config().diffusion.T} and U-Net dim {c.config().diffusion.width}"
         for c in planners)
