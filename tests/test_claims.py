@@ -1,6 +1,7 @@
 """The claims framework: verdicts decided by intervals, the claims.md section, and the
 expressiveness claim end to end on a tiny budget (slow)."""
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -220,6 +221,27 @@ def test_long_horizon_tests_pair_the_planner_with_each_reference_per_maze():
     assert len(long_horizon.tests_of(scores, min_seeds=2)) == 4
 
 
+def test_long_horizon_scores_keep_only_rows_the_leaderboard_scores(monkeypatch):
+    """`final_scores` reads the leaderboard's rows: a cell not run and a variant that evaluated
+    another training are left out; a diverged seed is counted, not scored, and the notes say
+    so."""
+    from bench import leaderboard
+    from bench.claims import long_horizon
+
+    ds = "jaxrl/maze2d/medium-v0"
+    rows = [{"status": "done", "dataset": ds, "label": "Diffuser", "scores": [30.0, 40.0],
+             "diverged": 1},
+            {"status": "not run", "dataset": ds, "label": "IQL", "scores": []},
+            {"status": "evaluated another training", "dataset": ds,
+             "label": "Diffuser (diffused actions)", "scores": []}]
+    monkeypatch.setattr(leaderboard, "collect", lambda sw, runs: rows)
+    got = long_horizon.final_scores(None, None)
+    assert list(got) == [ds] and list(got[ds]) == ["Diffuser"]
+    assert got[ds]["Diffuser"]["scores"].tolist() == [30.0, 40.0]
+    assert got[ds]["Diffuser"]["diverged"] == 1
+    assert long_horizon.tests_of(got) == []   # two finite seeds: below MIN_SEEDS
+
+
 LONG_SWEEP = """
 [[group]]
 algos = ["iql"]
@@ -253,5 +275,6 @@ def test_long_horizon_claim_end_to_end_on_a_tiny_budget(tmp_path):
     assert "On umaze Diffuser has horizon 16, T=4 and U-Net dim 8;" in f.setup
     assert "3 seeds and 4 gradient steps per cell" in f.setup and "fixed goal" in f.setup
     # the ablation, an acting variant of the trained cell, is in the notes (not in a test)
-    assert "umaze: IQL " in f.notes and "Diffuser (diffused actions) " in f.notes
+    assert re.search(r"umaze: IQL -?\d+\.\d ± ", f.notes)
+    assert re.search(r"Diffuser \(diffused actions\) -?\d+\.\d ± ", f.notes)
     assert Path(f.figure).stat().st_size > 10_000
