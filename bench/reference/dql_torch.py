@@ -15,8 +15,9 @@ settings of their hopper-medium run, `main.py`'s table), `agent.train(Data_Sampl
 256)` on 100k random transitions after 20 warm-up steps, with the step counter then set to
 their `step_start_ema` so that the timed steps update the EMA actor as their steady state does
 (median of 3 calls), and `agent.sample_action(state)` (median of 100 calls after 11 warm-up
-calls). Both are timed by `torch_timing.timed`. Their loop reads four losses back with `.item()` every step and samples each batch on the host, as released;
-nothing of theirs is changed or stubbed.
+calls). Both are timed by `torch_timing.timed`. Their loop reads four losses back with
+`.item()` every step and samples each batch on the host, as released; nothing of theirs is
+changed or stubbed.
 """
 import argparse
 import os
