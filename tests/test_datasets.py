@@ -125,6 +125,50 @@ def _hdf5(ds_id):
     return next((minari_io.dataset_path(ds_id) / "data").glob("*.hdf5"))
 
 
+def test_the_episodes_cache_gives_minaris_episodes_and_gives_way_when_stale(monkeypatch):
+    """`read` serves the episodes from the numpy file beside the data, equal field by field
+    to Minari's own reading of the HDF5; a cache made from another HDF5 file, or damaged,
+    is passed over for the HDF5 data and made again."""
+    import minari
+
+    eps = _maze_episodes(seed=7)
+    path = _write("test/cached/a-v0", eps)
+    cache = path / minari_io.EPISODES_CACHE
+    assert cache.is_file()  # written with the dataset
+    with minari_io._minari_root(minari_io.datasets_root()):
+        truth = [{f: getattr(ep, f) for f in minari_io.FIELDS}
+                 for ep in minari.load_dataset("test/cached/a-v0").iterate_episodes()]
+
+    def same(got):
+        assert len(got) == len(truth) == len(eps)
+        for g, t in zip(got, truth):
+            for f in minari_io.FIELDS:
+                assert g[f].dtype == (bool if f in ("terminations", "truncations")
+                                      else np.float32), f
+                np.testing.assert_array_equal(g[f], t[f])
+
+    real_load = minari.load_dataset
+
+    def unused(*a, **k):
+        raise AssertionError("read the HDF5 file although the cache is current")
+
+    monkeypatch.setattr(minari, "load_dataset", unused)
+    same(minari_io.read("test/cached/a-v0")[0])
+    monkeypatch.setattr(minari, "load_dataset", real_load)
+
+    # the HDF5 file rewritten (same data, another mtime): the stale cache is passed over
+    f = _hdf5("test/cached/a-v0")
+    os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))
+    assert minari_io._read_episodes_cache(path) is None
+    same(minari_io.read("test/cached/a-v0")[0])
+    assert minari_io._read_episodes_cache(path) is not None  # made again by that read
+
+    # a damaged cache: read from the HDF5 file, no error
+    cache.write_bytes(cache.read_bytes()[:100])
+    assert minari_io._read_episodes_cache(path) is None
+    same(datasets.load("test/cached/a-v0").raw_episodes)
+
+
 def test_truncated_file_is_refused_naming_the_file():
     _write("test/truncated/a-v0", _maze_episodes(seed=3))
     f = _hdf5("test/truncated/a-v0")
