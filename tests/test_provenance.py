@@ -169,6 +169,19 @@ def test_checkpoint_round_trip_and_every_damage_is_named(tmp_path):
         checkpoint.restore(d, _tree())
 
 
+def test_a_jitted_step_on_restored_state_reuses_its_compiled_program(tmp_path):
+    """Resuming costs no second compile: restored arrays arrive as a jitted function returns
+    them (orbax's come committed to their device, and jit compiled again for those)."""
+    step = jax.jit(lambda t: jax.tree.map(lambda x: x + 1, t))
+    out = step(jax.tree.map(jax.numpy.asarray, _tree()))
+    checkpoint.save(tmp_path / "c", 1, out)
+    _, restored = checkpoint.restore(tmp_path / "c", out)
+    chex.assert_trees_all_equal(restored, out)
+    step(out)
+    step(restored)
+    assert step._cache_size() == 1
+
+
 def test_a_damaged_checkpoint_stops_the_run_with_one_line(tmp_path, ckpts, capsys):
     argv = _train_argv(tmp_path / "runs")
     assert cli(argv) == 0
