@@ -168,6 +168,22 @@ def test_the_episodes_cache_gives_minaris_episodes_and_gives_way_when_stale(monk
     assert minari_io._read_episodes_cache(path) is None
     same(datasets.load("test/cached/a-v0").raw_episodes)
 
+    # a cache whose stamp is current but whose data differs fails our content hash: the HDF5
+    # data is served and the cache made again from it
+    with np.load(cache) as z:
+        arrays = dict(z)
+    arrays["rewards"] = arrays["rewards"] + 1.0
+    with open(cache, "wb") as fh:
+        np.savez(fh, **arrays)
+    assert minari_io._read_episodes_cache(path) is not None
+    same(minari_io.read("test/cached/a-v0")[0])
+    same(minari_io._read_episodes_cache(path))
+    # `data list --verify` checks the HDF5 file itself, whatever the cache holds
+    monkeypatch.setattr(minari_io, "_read_episodes_cache", unused)
+    (row,) = [r for r in datasets.list_datasets(verify=True)
+              if r["dataset_id"] == "test/cached/a-v0"]
+    assert row["verified"] and not row.get("error")
+
 
 def test_truncated_file_is_refused_naming_the_file():
     _write("test/truncated/a-v0", _maze_episodes(seed=3))

@@ -155,8 +155,10 @@ def _unknown(ds_id: str) -> DatasetError:
         "here, or point MINARI_DATASETS_PATH at a folder that has it")
 
 
-def load(ds_id: str, verify: bool = True) -> OfflineDataset:
-    """Load a local Minari dataset: one of ours (`jaxrl/...`) or a public one."""
+def load(ds_id: str, verify: bool = True, use_cache: bool = True) -> OfflineDataset:
+    """Load a local Minari dataset: one of ours (`jaxrl/...`) or a public one. With
+    `use_cache=False` the episodes come from the HDF5 file even when the numpy copy beside it
+    is current (`minari_io.read`)."""
     if not minari_io.exists(ds_id):
         raise _unknown(ds_id)
     meta = minari_io.read_metadata(ds_id)
@@ -164,7 +166,7 @@ def load(ds_id: str, verify: bool = True) -> OfflineDataset:
     if derived.is_derived(meta):
         flat = derived.read(ds_id, meta, verify=verify)
         return OfflineDataset(ds_id, ours.get("env_id"), meta, [], flat)
-    episodes, meta = minari_io.read(ds_id, verify=verify)
+    episodes, meta = minari_io.read(ds_id, verify=verify, use_cache=use_cache)
     return OfflineDataset(ds_id, ours.get("env_id") or public_env_id(ds_id, meta), meta,
                           episodes)
 
@@ -231,7 +233,8 @@ def list_datasets(verify: bool = False) -> List[dict]:
                "content_hash": ours.get("content_hash")}
         if verify:
             try:
-                row["content_hash"] = load(ds_id, verify=True).content_hash
+                # the HDF5 file itself, not the episodes cache a current stamp would serve
+                row["content_hash"] = load(ds_id, verify=True, use_cache=False).content_hash
                 row["verified"] = bool(ours.get("content_hash"))  # public ones store none
             except DatasetError as e:
                 row["error"] = str(e)

@@ -118,12 +118,13 @@ def write(dataset_id: str, episodes: List[Dict[str, np.ndarray]], *, obs_low, ob
                 "diffrl": json.dumps(meta, sort_keys=True)})
         final.parent.mkdir(parents=True, exist_ok=True)
         _copy_namespaces(staging, root, dataset_id)
+        stamp = _stamp(staging / dataset_id)  # a rename keeps the file's size, times, inode
         if final.exists():  # replace: move the old one aside (a rename), then the new in
             os.replace(final, staging / "replaced")
         os.replace(staging / dataset_id, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    _write_episodes_cache(final, [_as_read(ep) for ep in episodes])
+    _write_episodes_cache(final, episodes, stamp)
     return final
 
 
@@ -139,38 +140,59 @@ def _as_read(ep: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
             "truncations": np.asarray(ep["truncations"], bool)}
 
 
-def _stamp(data_file: Path) -> np.ndarray:
-    s = data_file.stat()
+def _stamp(path: Path):
+    """Size, mtime, ctime and inode of the dataset's HDF5 file; None when it has none (a
+    layout we do not cache)."""
+    files = sorted((path / "data").glob("*.hdf5"))
+    if len(files) != 1:
+        return None
+    s = files[0].stat()
     return np.array([s.st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_ino], np.int64)
 
 
-def _write_episodes_cache(path: Path, episodes: List[Dict[str, np.ndarray]]) -> None:
-    """Keep `episodes` (as `read` returns them) beside the dataset at `path`; best effort: a
-    folder we cannot write to just goes without (every read then takes the HDF5 path)."""
+def _write_episodes_cache(path: Path, episodes, stamp) -> None:
+    """Keep `episodes` (converted as `read` returns them), read from the HDF5 file whose stamp
+    was `stamp` before the read, beside the dataset at `path`. Nothing is kept when the file
+    has changed since (a rebuild raced the read). Best effort: a folder we cannot write to,
+    or too little memory, just goes without (every read then takes the HDF5 path)."""
+    staging = None
     try:
-        arrays = {"stamp": _stamp(_data_file(path))}
+        if stamp is None or not np.array_equal(_stamp(path), stamp):
+            return
+        episodes = [_as_read(ep) for ep in episodes]
+        arrays = {"stamp": stamp}
         for f in FIELDS:
             arrays[f] = np.concatenate([ep[f] for ep in episodes])
             arrays[f"len_{f}"] = np.array([len(ep[f]) for ep in episodes], np.int64)
-        tmp = path / f".{EPISODES_CACHE}.{os.getpid()}-{uuid.uuid4().hex}.npz"
-        try:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
-            os.replace(tmp, path / EPISODES_CACHE)
-        finally:
-            tmp.unlink(missing_ok=True)
-    except (OSError, ValueError):  # unwritable folder, or no episodes to keep
+        # written in a staging folder of the datasets root, which `clean_staging` empties
+        # when a process dies mid-write, then renamed into place
+        staging = datasets_root() / ".staging" / f"{os.getpid()}-{uuid.uuid4().hex}"
+        staging.mkdir(parents=True)
+        with open(staging / EPISODES_CACHE, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(staging / EPISODES_CACHE, path / EPISODES_CACHE)
+    except Exception:  # noqa: BLE001 - unwritable, out of memory, no episodes: no cache
         pass
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _read_episodes_cache(path: Path):
     """The cached episodes of the dataset at `path`, or None when there is no cache, it cannot
-    be read, or it was made from another HDF5 file than the one there now."""
+    be read, its arrays do not add up, or it was made from another HDF5 file than the one
+    there now."""
     try:
+        stamp = _stamp(path)
         with np.load(path / EPISODES_CACHE) as z:
-            if not np.array_equal(z["stamp"], _stamp(_data_file(path))):
+            if stamp is None or not np.array_equal(z["stamp"], stamp):
                 return None
-            split = {f: np.split(z[f], np.cumsum(z[f"len_{f}"])[:-1]) for f in FIELDS}
+            split = {}
+            for f in FIELDS:
+                lengths, data = z[f"len_{f}"], z[f]
+                if lengths.sum() != len(data) or len(lengths) != len(z["len_actions"]):
+                    return None
+                split[f] = np.split(data, np.cumsum(lengths)[:-1])
     except Exception:  # noqa: BLE001 - absent, truncated or foreign: read the HDF5 instead
         return None
     return [dict(zip(FIELDS, arrays)) for arrays in zip(*(split[f] for f in FIELDS))]
@@ -253,17 +275,20 @@ def read_metadata(dataset_id: str) -> dict:
     return meta
 
 
-def read(dataset_id: str, verify: bool = True):
-    """All episodes of a local dataset as numpy dicts, plus its metadata."""
+def read(dataset_id: str, verify: bool = True, use_cache: bool = True):
+    """All episodes of a local dataset as numpy dicts, plus its metadata. `use_cache=False`
+    reads the HDF5 file even when the episodes cache is current (`bench data list
+    --verify`)."""
     import minari
 
     path = dataset_path(dataset_id)
     meta = read_metadata(dataset_id)
     ours = meta.get("diffrl")
-    episodes = _read_episodes_cache(path)
+    episodes = _read_episodes_cache(path) if use_cache else None
     if episodes is not None and not (verify and ours and
                                      ours.get("content_hash") != content_hash(episodes)):
         return episodes, meta
+    stamp = _stamp(path)  # before the read: the cache names the file it was read from
     try:
         with _minari_root(datasets_root()):
             ds = minari.load_dataset(dataset_id)
@@ -277,7 +302,7 @@ def read(dataset_id: str, verify: bool = True):
         raise DatasetError(f"dataset {dataset_id} is corrupted: the data in "
                            f"{_data_file(path)} does not match its content hash; delete the "
                            f"folder {path} and rebuild it")
-    _write_episodes_cache(path, episodes)
+    _write_episodes_cache(path, episodes, stamp)
     return episodes, meta
 
 
