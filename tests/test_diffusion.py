@@ -323,7 +323,11 @@ INPAINT = (jnp.array([True, False]), jnp.array([1.2345, 0.0]))
 def test_inpainted_entries_are_exact(name):
     sched = D.schedule("cosine", 20)
     den = MIXTURE.vp_denoiser(sched)
-    x = {"ddpm": lambda: D.ddpm_sample(den, sched, KEY, (64, 2), inpaint=INPAINT),
+    # DDPM over T=40, a loop: at T=20 its chain is unrolled (samplers.UNROLL_MAX), 24 s of
+    # compile on 2 cores for the same inpainting code
+    long = D.schedule("cosine", 40)
+    x = {"ddpm": lambda: D.ddpm_sample(MIXTURE.vp_denoiser(long), long, KEY, (64, 2),
+                                       inpaint=INPAINT),
          "ddim": lambda: D.ddim_sample(den, sched, KEY, (64, 2), steps=5, inpaint=INPAINT),
          "dpm": lambda: D.dpm_solver_pp_sample(den, sched, KEY, (64, 2), steps=5, inpaint=INPAINT),
          "edm": lambda: D.edm_sample(MIXTURE.edm_denoiser(), D.edm_sigmas(8), KEY, (64, 2),
@@ -381,9 +385,10 @@ def test_value_guidance_moves_samples_uphill():
 
 def test_samplers_vmap_over_seeds():
     sched = D.schedule("cosine", 20)
+    long = D.schedule("cosine", 40)  # DDPM's chain as a loop: unrolled, its compile is 24 s
     keys = jax.random.split(KEY, 3)
     runs = {
-        "ddpm": lambda k: D.ddpm_sample(MIXTURE.vp_denoiser(sched), sched, k, (8, 2)),
+        "ddpm": lambda k: D.ddpm_sample(MIXTURE.vp_denoiser(long), long, k, (8, 2)),
         "dpm": lambda k: D.dpm_solver_pp_sample(MIXTURE.vp_denoiser(sched), sched, k, (8, 2), steps=4),
         "edm": lambda k: D.edm_sample(MIXTURE.edm_denoiser(), D.edm_sigmas(4), k, (8, 2), S_churn=5),
     }
