@@ -298,9 +298,11 @@ def test_edm_heun_converges_to_the_exact_flow_at_second_order():
     x_T = 80.0 * jax.random.normal(KEY, (512, 2))
     run = lambda n: D.edm_sample(GAUSSIAN.edm_denoiser(), D.edm_sigmas(n), KEY, (512, 2),  # noqa: E731
                                  x_T=x_T)
-    errs = _flow_errors(run, [8, 16, 32], x_T, 1.0, 80.0)
+    # chains longer than samplers.UNROLL_MAX, so loops: 4 s on 2 cores where 8, 16 and 32
+    # steps, unrolled, compiled for 59 s
+    errs = _flow_errors(run, [33, 66, 132], x_T, 1.0, 80.0)
     ratios = [e1 / e2 for e1, e2 in zip(errs, errs[1:])]
-    assert min(ratios) > 3.2 and errs[-1] < 0.02, (errs, ratios)   # measured 5.2, 4.6
+    assert min(ratios) > 3.2 and errs[-1] < 0.02, (errs, ratios)   # measured 4.27, 4.14
 
 
 def test_return_chain_starts_at_noise_and_ends_at_the_sample():
