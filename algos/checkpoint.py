@@ -136,8 +136,9 @@ def restore(directory, template: Any) -> Optional[Tuple[int, Any]]:
 
 def _uncommitted(x):
     """Orbax hands back arrays committed to their device, where a jitted function returns
-    uncommitted ones; jit keys its compiled programs on that, so a program called on restored
-    state compiled a second time (26 s for a Maze2D Diffuser period on 2 cores). One-device
+    uncommitted ones; jit keys its compiled programs on that, so a program called on fresh
+    state and then on restored state in one process compiled twice (26 s for a Maze2D
+    Diffuser period on 2 cores; the harness's AOT-compiled runs never did). One-device
     arrays come back as a jitted function would return them, each of orbax's freed as soon as
     it is copied (zero-size leaves are the caller's template: kept); sharded ones keep their
     sharding."""
