@@ -249,16 +249,18 @@ class State:
 
 
 def make_planner(config: Config, act_dim: int, obs_dim: int):
-    """`plan(state, obs, key, target=config.target_return) -> (states (H, obs_dim), action)`:
-    one state trajectory from `obs` (env units) by the EMA model with classifier-free guidance
-    on the return (`target` in normalised return units), its states in normalised units, and
-    the env action the inverse dynamics reads off its first two states."""
-    spec, h, w = config.diffusion, config.horizon, config.guidance_w
+    """`plan(state, obs, key, target=config.target_return, w=config.guidance_w) -> (states
+    (H, obs_dim), action)`: one state trajectory from `obs` (env units) by the EMA model with
+    classifier-free guidance of weight `w` on the return (`target` in normalised return
+    units), its states in normalised units, and the env action the inverse dynamics reads off
+    its first two states. `target` and `w` may be traced (one compile for many of them)."""
+    spec, h = config.diffusion, config.horizon
     net, sample = denoiser(config), make_sampler(spec)
     inv = InverseDynamics(config.inv_hidden, act_dim)
     mask = condition_mask(h, 0, obs_dim, goal=False)
 
-    def plan(state: State, obs, key, target=None):
+    def plan(state: State, obs, key, target=None, w=None):
+        w = config.guidance_w if w is None else w
         params = state.ema
         s0 = state.norm.obs(obs)
         values = jnp.zeros((h, obs_dim), jnp.float32).at[0].set(s0)
@@ -279,6 +281,13 @@ def make_planner(config: Config, act_dim: int, obs_dim: int):
         return x, state.norm.act_from(a)
 
     return plan
+
+
+def plan_actions(state: State, x, act_dim: int, inv_hidden: int):
+    """`(H - 1, act_dim)` env actions the inverse dynamics reads off each pair of consecutive
+    planned states `x (H, obs_dim)` (normalised units): what executing the plan would do."""
+    inv = InverseDynamics(inv_hidden, act_dim)
+    return state.norm.act_from(inv.apply(state.ema["inv"], x[:-1], x[1:]))
 
 
 def make_policy(config: Config, env_spec):

@@ -1,5 +1,6 @@
 """The claims framework: verdicts decided by intervals, the claims.md section, and the
 expressiveness claim end to end on a tiny budget (slow)."""
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -277,4 +278,93 @@ def test_long_horizon_claim_end_to_end_on_a_tiny_budget(tmp_path):
     # the ablation, an acting variant of the trained cell, is in the notes (not in a test)
     assert re.search(r"umaze: IQL -?\d+\.\d ± ", f.notes)
     assert re.search(r"Diffuser \(diffused actions\) -?\d+\.\d ± ", f.notes)
+    assert Path(f.figure).stat().st_size > 10_000
+
+
+def _pendulum_return(obs, actions):
+    """Pendulum-v1's reward over `actions` from `obs = [cos, sin, thdot]`, in numpy from the
+    gym source's closed form (g 10, m = l = 1, dt 0.05, |u| <= 2, |thdot| <= 8)."""
+    th, thdot, total = float(np.arctan2(obs[1], obs[0])), float(obs[2]), 0.0
+    for u in np.clip(np.asarray(actions, np.float64)[:, 0], -2.0, 2.0):
+        norm = ((th + np.pi) % (2 * np.pi)) - np.pi
+        total -= norm ** 2 + 0.1 * thdot ** 2 + 0.001 * u ** 2
+        thdot = np.clip(thdot + (15.0 * np.sin(th) + 3.0 * u) * 0.05, -8.0, 8.0)
+        th = th + thdot * 0.05
+    return total
+
+
+def test_guidance_measures_return_diversity_and_consistency_per_weight(random_pendulum,
+                                                                        monkeypatch):
+    """At temperature 0 every draw of the sampler is zero, so all plans from one start are
+    one plan: diversity 0. Each weight's return is then that plan's reward in Pendulum's closed
+    form, replayed in numpy from the start through the inverse dynamics' actions (the grid of
+    weights and starts is laid out right); at temperature 0.5 the plans differ."""
+    import jax
+    import jax.numpy as jnp
+
+    import algos
+    import envs
+    from algos import decision_diffuser as dd
+    from algos.config import apply_overrides
+    from bench.claims import guidance
+    from envs.datasets import load
+
+    monkeypatch.setattr(guidance, "SAMPLES", 4)
+    data = load(random_pendulum("test/pendulum/guidance-v0", 600, jax.random.PRNGKey(3)))
+    env = envs.make("Pendulum-v1")
+    mod = algos.get("decision_diffuser_fast")
+    cfg = apply_overrides(mod.Config(), {**mod.TINY, **mod.task_defaults(data.dataset_id),
+                                         "steps": "4", "eval_every": "4", "batch_size": "16"})
+    state = jax.jit(mod.make_train(cfg, data, env).init)(jax.random.PRNGKey(0)).algo
+    state = state.replace(ema=jax.tree_util.tree_map(      # weights away from their init
+        lambda p: p + 0.1 * jax.random.normal(jax.random.PRNGKey(1), p.shape), state.ema))
+    starts = jnp.array([[1.0, 0.0, 0.5], [-0.6, 0.8, -2.0], [0.0, -1.0, 3.0]])
+    weights = jnp.array([0.0, 1.2, 4.8])
+    std = jnp.ones(3)
+    cold = dataclasses.replace(cfg, temperature=0.0)
+    ret, div, cons = jax.jit(lambda s: guidance.measure(s, cold, env, starts, weights,
+                                                        jax.random.PRNGKey(2), std))(state)
+    np.testing.assert_array_equal(np.asarray(div), 0.0)
+    plan = dd.make_planner(cold, 1, 3)
+    actions_of = jax.jit(lambda s, w: dd.plan_actions(
+        state, plan(state, s, jax.random.PRNGKey(9), None, w)[0], 1, cold.inv_hidden))
+    for j, w in enumerate([0.0, 1.2, 4.8]):
+        want = [_pendulum_return(np.asarray(s), np.asarray(actions_of(s, w))) for s in starts]
+        np.testing.assert_allclose(float(ret[j]), np.mean(want), rtol=2e-3, atol=2e-3)
+    assert len(set(np.round(np.asarray(ret), 4))) == 3          # the weight acts
+    assert np.all(np.asarray(cons) > 0)
+    _, hot, _ = jax.jit(lambda s: guidance.measure(s, cfg, env, starts, weights,
+                                                   jax.random.PRNGKey(2), std))(state)
+    assert np.all(np.asarray(hot) > 1e-3), hot
+
+
+GUIDANCE_SWEEP = """
+[[group]]
+algos = ["decision_diffuser_fast"]
+datasets = ["jaxrl/pendulum/medium-expert-v0"]
+seeds = 3
+steps = 4
+set = { eval_every = 4, eval_episodes = 1, batch_size = 16, horizon = 8, diffusion = { T = 4, steps = 2, width = 16, depth = 1 }, inv_hidden = 16 }
+act = [{ label = "Decision Diffuser (fast, w 0)", set = { guidance_w = 0.0 } },
+       { label = "Decision Diffuser (fast, DDIM-1)", set = { diffusion = { steps = 1 } } }]
+"""
+
+
+@pytest.mark.slow
+def test_guidance_claim_end_to_end_on_a_tiny_budget(tmp_path):
+    from bench.claims import guidance
+
+    sweep_file = tmp_path / "tiny.toml"
+    sweep_file.write_text(GUIDANCE_SWEEP)
+    f = guidance.run(tmp_path / "runs", tmp_path, log=lambda m: None,
+                     sweep_name=str(sweep_file), starts=2, weights=(0.0, 1.2))
+    assert len(f.tests) == 2 and f.verdict in claims.VERDICTS
+    for t in f.tests:
+        assert 0 <= t.lo <= t.estimate <= t.hi <= 1
+        assert "2 starts x 64 plans x 3 seeds, w 1.2 vs 0" in t.name
+    # closed loop: the cell (w 1.2) and the w 0 variant, never the DDIM-1 one
+    assert re.search(r"w 0: return -?\d+\.\d, diversity \d\.\d+, consistency error \d\.\d+, "
+                     r"closed-loop score -?\d+\.\d ± ", f.notes)
+    assert re.search(r"w 1\.2: .*closed-loop score", f.notes)
+    assert f.notes.count("closed-loop") == 2
     assert Path(f.figure).stat().st_size > 10_000

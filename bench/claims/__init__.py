@@ -17,7 +17,7 @@ import importlib
 from pathlib import Path
 from typing import Callable, List, Optional
 
-CLAIMS = ("expressiveness", "scarcity", "compounding", "online", "long_horizon")
+CLAIMS = ("expressiveness", "scarcity", "compounding", "online", "long_horizon", "guidance")
 VERDICTS = ("supported", "not supported", "inconclusive")
 
 

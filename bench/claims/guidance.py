@@ -1,0 +1,199 @@
+"""Claim 6, guidance strength: stronger guidance makes a diffusion planner's samples more
+targeted (higher return) and less diverse (the survey's design trade-off "guidance strength vs
+diversity").
+
+Measured with Decision Diffuser's classifier-free guidance on the return (the `decision`
+sweep's fast preset on Pendulum medium-expert, where `state_from_obs` is exact), at guidance
+weights `WEIGHTS` (the authors' 1.2 among them), from the same trained models:
+1. held-out start states: fresh Pendulum resets (`PRNGKey(HELD_OUT_KEY)`), the states an
+   episode starts from;
+2. from each start, each seed's model samples `SAMPLES` plans at each weight (the preset's
+   sampler, target return and temperature; only `w` changes);
+3. per plan: its *return*, the reward the true env pays for executing it open loop from the
+   start (the inverse dynamics' actions between consecutive planned states, replayed for
+   H - 1 steps); its *consistency error*, the distance of each planned state from the true
+   step of the previous planned state under that action;
+4. per start: the plans' *diversity*, the mean pairwise RMS distance between their state
+   sequences, each dimension in units of the dataset's standard deviation;
+5. per seed: the means over starts and plans.
+The closed-loop score at each weight the sweep's acting variants evaluated (replanning every
+step, `bench/sweeps/decision.toml`) is drawn beside them. Two tests (bench.stats' probability
+of improvement over seeds, with its 95% bootstrap interval), fixed before the run: at the
+authors' weight against none (w = 0), whether a seed's plans earn more and whether they are
+less diverse.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Dict
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bench import stats, sysinfo
+from bench.claims import Finding, Test
+
+TITLE = "Guidance strength: the return of a planner's samples vs their diversity"
+STATEMENT = ("Stronger guidance produces more targeted samples but reduces their diversity "
+             "(survey, design trade-offs: guidance strength vs diversity; Decision "
+             "Diffuser's classifier-free guidance on the return, Ajay et al. 2023).")
+SWEEP = "decision"
+PLANNER = "Decision Diffuser (fast)"
+WEIGHTS = (0.0, 0.6, 1.2, 2.4, 4.8)   # guidance weights w; the authors' 1.2
+AUTHORS_W = 1.2
+STARTS = 16         # held-out start states per seed
+SAMPLES = 64        # plans per start and weight
+HELD_OUT_KEY = 7_777
+
+
+def measure(state, config, env, starts, weights, key, obs_std):
+    """One seed's model: `(return, diversity, consistency)`, each `(len(weights),)`, means
+    over `starts (n, obs_dim)` and `config`'s planner's samples (`SAMPLES` per start)."""
+    from algos import decision_diffuser as dd
+
+    act_dim, obs_dim = env.act_dim, env.obs_dim
+    plan = dd.make_planner(config, act_dim, obs_dim)
+    h = config.horizon
+
+    def one_plan(start, w, k):
+        x, _ = plan(state, start, k, None, w)                       # (H, obs_dim) normalised
+        states = state.norm.obs_from(x)
+        actions = dd.plan_actions(state, x, act_dim, config.inv_hidden)   # (H - 1, act_dim)
+
+        def step(st, a):
+            _, st, r, *_ = env.step(jax.random.PRNGKey(0), st, a)
+            return st, r
+
+        _, rewards = jax.lax.scan(step, env.state_from_obs(start), actions)
+        nxt = jax.vmap(lambda s, a: env.step(jax.random.PRNGKey(0), env.state_from_obs(s),
+                                             a)[0])(states[:h - 1], actions)
+        cons = jnp.sqrt(jnp.mean(((states[1:] - nxt) / obs_std) ** 2, -1)).mean()
+        return rewards.sum(), states, cons
+
+    def one_start(args):
+        start, w, k = args
+        ret, states, cons = jax.vmap(lambda kk: one_plan(start, w, kk))(
+            jax.random.split(k, SAMPLES))
+        z = (states / obs_std).reshape(SAMPLES, -1)
+        d = jnp.sqrt(jnp.mean((z[:, None] - z[None]) ** 2, -1))     # (S, S) RMS distances
+        div = d.sum() / (SAMPLES * (SAMPLES - 1))
+        return ret.mean(), div, cons.mean()
+
+    n, nw = starts.shape[0], weights.shape[0]
+    grid_s = jnp.tile(starts, (nw, 1))                                # weight-major
+    grid_w = jnp.repeat(weights, n)
+    keys = jax.random.split(key, n * nw)
+    ret, div, cons = jax.lax.map(one_start, (grid_s, grid_w, keys))
+    return tuple(v.reshape(nw, n).mean(1) for v in (ret, div, cons))
+
+
+def closed_loop(sw, runs: Path, base) -> Dict[float, np.ndarray]:
+    """`{w: final normalised scores}` of the planner's cell and of its acting variants that
+    change only the guidance weight (from the leaderboard's rows: diverged seeds left out,
+    a variant only when it evaluated this training)."""
+    from bench import leaderboard
+
+    rows = {r["label"]: r for r in leaderboard.collect(sw, runs) if r["status"] == "done"}
+    out = {}
+    for c in sw.cells:
+        if c.trained.label != PLANNER or c.label not in rows:
+            continue
+        cfg = c.act_config() if c.is_acting else c.config()
+        if cfg.diffusion == base.diffusion and cfg.target_return == base.target_return:
+            out[float(cfg.guidance_w)] = np.asarray(rows[c.label]["scores"], float)
+    return dict(sorted(out.items()))
+
+
+def run(runs: Path, out: Path, log: Callable[[str], None] = print, sweep_name: str = SWEEP,
+        starts: int = STARTS, weights=WEIGHTS) -> Finding:
+    import envs
+    from bench import leaderboard, sweep, train
+    from envs import datasets
+
+    if AUTHORS_W not in weights or 0.0 not in weights:
+        raise ValueError(f"weights must include 0 and the authors' {AUTHORS_W}")
+    sw = sweep.load(sweep_name)
+    sweep.run(sw, runs=runs, log=log)
+    cell = next(c for c in sw.cells if c.label == PLANNER)
+    result, trained = train.run(cell.algo, cell.dataset, cell.seeds, steps=cell.steps,
+                                overrides=cell.sets, out=runs, log=log, return_state=True,
+                                typed=True)
+    config = cell.config()
+    data = datasets.load(cell.dataset)
+    env = envs.make(data.env_id)
+    obs_std = jnp.asarray(np.asarray(data.transitions["obs"], np.float32).std(0) + 1e-6)
+    keys = jax.random.split(jax.random.PRNGKey(HELD_OUT_KEY), starts + 1)
+    start_obs = jax.vmap(lambda k: env.reset(k)[0])(keys[1:])
+    w = jnp.asarray(weights, jnp.float32)
+    seeds = cell.seeds
+    log(f"guidance: {seeds} seeds x {starts} starts x {SAMPLES} plans at w = "
+        f"{', '.join(f'{x:g}' for x in weights)}")
+    per_seed = jax.jit(jax.vmap(lambda s, k: measure(s, config, env, start_obs, w, k,
+                                                     obs_std)))
+    ret, div, cons = (np.asarray(x) for x in per_seed(
+        trained.algo, jax.random.split(keys[0], seeds)))          # (seeds, weights)
+    i0, ia = list(weights).index(0.0), list(weights).index(AUTHORS_W)
+    t1 = stats.improvement_interval({"return": ret[:, ia]}, {"return": ret[:, i0]})
+    t2 = stats.improvement_interval({"diversity": -div[:, ia]}, {"diversity": -div[:, i0]})
+    env_name = data.env_id
+    where = f"{env_name}, {starts} starts x {SAMPLES} plans x {seeds} seeds, w {AUTHORS_W:g} vs 0"
+    tests = [Test(where, "P(a seed's plans, executed open loop from the start, earn more "
+                         "reward over the horizon at the authors' weight than a seed's "
+                         "unguided plans)", *t1, 0.5),
+             Test(where, "P(a seed's plans are less diverse at the authors' weight than a "
+                         "seed's unguided plans; diversity: mean pairwise RMS distance of "
+                         "the planned states, in data standard deviations)", *t2, 0.5)]
+    closed = closed_loop(sw, runs, config)
+    fig = figure(weights, ret, div, cons, closed, out / "figures" / "claim_guidance.png")
+    setup = (f"Decision Diffuser: the `{sw.name}` sweep's preset (`bench/sweeps/"
+             f"{sw.path.name}`; table `results/{leaderboard.outputs(sw, out)['md'].name}`), "
+             f"{cell.dataset}, horizon {config.horizon}, {config.diffusion.sampler} over "
+             f"{config.diffusion.steps} steps, temperature {config.temperature:g}, target "
+             f"return {config.target_return:g}, {config.steps:,d} steps, {seeds} seeds "
+             f"(results `{result['config_hash']}`). {starts} held-out starts (env resets, "
+             f"PRNGKey({HELD_OUT_KEY})), {SAMPLES} plans each per weight; a plan's return is "
+             f"the true env's reward over its {config.horizon - 1} steps executed open loop "
+             "through the inverse dynamics. Closed-loop scores: the sweep's acting variants "
+             "(the same models, replanning every step).")
+    rows = []
+    for j, x in enumerate(weights):
+        cl = closed.get(float(x))
+        rows.append(f"w {x:g}: return {ret[:, j].mean():.1f}, diversity {div[:, j].mean():.3f}, "
+                    f"consistency error {cons[:, j].mean():.3f}"
+                    + (f", closed-loop score {cl.mean():.1f} ± {cl.std():.1f}"
+                       if cl is not None and len(cl) else ""))
+    notes = "Means over seeds: " + "; ".join(rows) + "."
+    return Finding("guidance", TITLE, STATEMENT, setup, tests, fig, notes)
+
+
+def figure(weights, ret, div, cons, closed, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    w = np.asarray(weights, float)
+    fig, axes = plt.subplots(1, 4, figsize=(12.0, 3.2))
+    for ax, v, label in [(axes[0], ret, "open-loop return of a plan"),
+                         (axes[1], div, "plan diversity (data stds)"),
+                         (axes[2], cons, "consistency error (data stds)")]:
+        ax.plot(w, v.mean(0), "o-", color="tab:blue")
+        ax.fill_between(w, v.min(0), v.max(0), color="tab:blue", alpha=0.2)
+        ax.set_ylabel(label, fontsize=8)
+    ax = axes[3]
+    if closed:
+        for x, s in closed.items():
+            ax.plot(np.full(len(s), x), s, "k.", ms=3)
+        xs = list(closed)
+        ax.plot(xs, [closed[x].mean() if len(closed[x]) else np.nan for x in xs], "o-",
+                color="tab:red")
+    ax.set_ylabel("closed-loop normalised score", fontsize=8)
+    for ax in axes:
+        ax.set_xlabel("guidance weight w", fontsize=8)
+        ax.axvline(AUTHORS_W, color="k", lw=0.5, ls=":")
+    fig.suptitle("Decision Diffuser: guidance weight vs return, diversity, consistency "
+                 "(mean over seeds, min-max band; dotted: the authors' w)", fontsize=8)
+    fig.tight_layout()
+    sysinfo.save_figure(fig, path)
+    return path
