@@ -281,24 +281,41 @@ def test_long_horizon_claim_end_to_end_on_a_tiny_budget(tmp_path):
     assert Path(f.figure).stat().st_size > 10_000
 
 
-def _pendulum_return(obs, actions):
-    """Pendulum-v1's reward over `actions` from `obs = [cos, sin, thdot]`, in numpy from the
-    gym source's closed form (g 10, m = l = 1, dt 0.05, |u| <= 2, |thdot| <= 8)."""
-    th, thdot, total = float(np.arctan2(obs[1], obs[0])), float(obs[2]), 0.0
+def _pendulum_replay(obs, actions):
+    """Pendulum-v1 from `obs = [cos, sin, thdot]` under `actions`, in numpy from the gym
+    source's closed form (g 10, m = l = 1, dt 0.05, |u| <= 2, |thdot| <= 8): the summed
+    reward and the observation after each step."""
+    th, thdot, total, seen = float(np.arctan2(obs[1], obs[0])), float(obs[2]), 0.0, []
     for u in np.clip(np.asarray(actions, np.float64)[:, 0], -2.0, 2.0):
         norm = ((th + np.pi) % (2 * np.pi)) - np.pi
         total -= norm ** 2 + 0.1 * thdot ** 2 + 0.001 * u ** 2
         thdot = np.clip(thdot + (15.0 * np.sin(th) + 3.0 * u) * 0.05, -8.0, 8.0)
         th = th + thdot * 0.05
-    return total
+        seen.append([np.cos(th), np.sin(th), thdot])
+    return total, np.asarray(seen)
+
+
+def test_plan_diversity_is_the_mean_pairwise_rms_distance_after_the_start():
+    from bench.claims import guidance
+
+    std = np.array([2.0, 0.5])
+    a = np.zeros((3, 2))
+    b = a.copy()
+    b[1:] = [[2.0, 0.0], [0.0, 0.5]]          # one std along each dimension, at steps 1 and 2
+    c = a.copy()
+    c[0] = [9.0, 9.0]                         # differs only at the (inpainted) start
+    # b from a: squared distances 1 and 1 over 4 entries after the start -> RMS sqrt(0.5)
+    got = float(guidance.diversity(np.stack([a, b, c]), std))
+    np.testing.assert_allclose(got, 4 * np.sqrt(0.5) / 6, rtol=1e-6)
 
 
 def test_guidance_measures_return_diversity_and_consistency_per_weight(random_pendulum,
                                                                         monkeypatch):
     """At temperature 0 every draw of the sampler is zero, so all plans from one start are
-    one plan: diversity 0. Each weight's return is then that plan's reward in Pendulum's closed
-    form, replayed in numpy from the start through the inverse dynamics' actions (the grid of
-    weights and starts is laid out right); at temperature 0.5 the plans differ."""
+    one plan: diversity 0. Each weight's return and consistency error are then that plan's,
+    computed in numpy from Pendulum's closed form and the inverse dynamics' actions (3 starts
+    x 2 weights: the grid of weights and starts is laid out right); at temperature 0.5 the
+    plans differ."""
     import jax
     import jax.numpy as jnp
 
@@ -319,22 +336,35 @@ def test_guidance_measures_return_diversity_and_consistency_per_weight(random_pe
     state = state.replace(ema=jax.tree_util.tree_map(      # weights away from their init
         lambda p: p + 0.1 * jax.random.normal(jax.random.PRNGKey(1), p.shape), state.ema))
     starts = jnp.array([[1.0, 0.0, 0.5], [-0.6, 0.8, -2.0], [0.0, -1.0, 3.0]])
-    weights = jnp.array([0.0, 1.2, 4.8])
-    std = jnp.ones(3)
+    weights = [0.0, 4.8]
+    std = jnp.array([0.5, 2.0, 4.0])
     cold = dataclasses.replace(cfg, temperature=0.0)
-    ret, div, cons = jax.jit(lambda s: guidance.measure(s, cold, env, starts, weights,
-                                                        jax.random.PRNGKey(2), std))(state)
+    ret, div, cons = jax.jit(lambda s: guidance.measure(
+        s, cold, env, starts, jnp.array(weights), jax.random.PRNGKey(2), std))(state)
     np.testing.assert_array_equal(np.asarray(div), 0.0)
-    plan = dd.make_planner(cold, 1, 3)
-    actions_of = jax.jit(lambda s, w: dd.plan_actions(
-        state, plan(state, s, jax.random.PRNGKey(9), None, w)[0], 1, cold.inv_hidden))
-    for j, w in enumerate([0.0, 1.2, 4.8]):
-        want = [_pendulum_return(np.asarray(s), np.asarray(actions_of(s, w))) for s in starts]
-        np.testing.assert_allclose(float(ret[j]), np.mean(want), rtol=2e-3, atol=2e-3)
-    assert len(set(np.round(np.asarray(ret), 4))) == 3          # the weight acts
-    assert np.all(np.asarray(cons) > 0)
-    _, hot, _ = jax.jit(lambda s: guidance.measure(s, cfg, env, starts, weights,
-                                                   jax.random.PRNGKey(2), std))(state)
+    plan = jax.jit(dd.make_planner(cold, 1, 3))
+    for j, w in enumerate(weights):
+        want_ret, want_cons = [], []
+        for s in starts:
+            x, first = plan(state, s, jax.random.PRNGKey(9), None, w)
+            actions = np.asarray(dd.plan_actions(state, x, 1, cold.inv_hidden))
+            np.testing.assert_allclose(actions[0], first, rtol=1e-5, atol=1e-5)
+            states = np.asarray(state.norm.obs_from(x))
+            r, _ = _pendulum_replay(np.asarray(s), actions)
+            nxt = np.stack([_pendulum_replay(states[k], actions[k:k + 1])[1][0]
+                            for k in range(len(actions))])
+            want_ret.append(r)
+            want_cons.append(np.mean(np.sqrt(np.mean(((states[1:] - nxt) / std) ** 2, -1))))
+        np.testing.assert_allclose(float(ret[j]), np.mean(want_ret), rtol=2e-3, atol=2e-3)
+        np.testing.assert_allclose(float(cons[j]), np.mean(want_cons), rtol=2e-3, atol=2e-4)
+    assert abs(float(ret[0]) - float(ret[1])) > 1e-3              # the weight acts
+    # a traced weight plans what the config's weight plans
+    x_cfg, _ = dd.make_planner(dataclasses.replace(cold, guidance_w=4.8), 1, 3)(
+        state, starts[0], jax.random.PRNGKey(9))
+    np.testing.assert_allclose(plan(state, starts[0], jax.random.PRNGKey(9), None, 4.8)[0],
+                               x_cfg, rtol=1e-5, atol=1e-5)
+    _, hot, _ = jax.jit(lambda s: guidance.measure(
+        s, cfg, env, starts, jnp.array(weights), jax.random.PRNGKey(2), std))(state)
     assert np.all(np.asarray(hot) > 1e-3), hot
 
 
@@ -368,3 +398,13 @@ def test_guidance_claim_end_to_end_on_a_tiny_budget(tmp_path):
     assert re.search(r"w 1\.2: .*closed-loop score", f.notes)
     assert f.notes.count("closed-loop") == 2
     assert Path(f.figure).stat().st_size > 10_000
+    # the closed-loop scores are the cell's (w 1.2) and the w 0 variant's, never DDIM-1's
+    from bench import leaderboard, sweep
+
+    sw = sweep.load(str(sweep_file))
+    cell = next(c for c in sw.cells if c.label == guidance.PLANNER)
+    closed = guidance.closed_loop(sw, tmp_path / "runs", cell)
+    rows = {r["label"]: r["scores"] for r in leaderboard.collect(sw, tmp_path / "runs")}
+    assert list(closed) == [0.0, 1.2]
+    np.testing.assert_array_equal(closed[1.2], rows[guidance.PLANNER])
+    np.testing.assert_array_equal(closed[0.0], rows["Decision Diffuser (fast, w 0)"])
