@@ -261,6 +261,7 @@ def cmd_evaluate(args):
                       overrides=train.parse_sets(args.set),
                       acting=train.parse_sets(args.act, "--act"),
                       episodes=args.episodes, out=Path(args.out), force=args.force,
+                      tasks=args.tasks,
                       command="python -m bench " + " ".join(shlex.quote(a) for a in args.argv),
                       log=lambda m: print(m, flush=True))
 
@@ -439,6 +440,9 @@ def parser():
                     "guide_scale=0 (repeatable; the algorithm's ACTING fields only)")
     ev.add_argument("--episodes", type=int, default=None,
                     help="evaluation episodes per seed (default: the cell's eval_episodes)")
+    ev.add_argument("--tasks", default="default", metavar="default|sampled",
+                    help="sampled: every episode draws its own task (Maze2D: a goal per "
+                    "episode, Diffuser's Multi2D); default: the env id's")
     ev.add_argument("--out", default=str(RESULTS.parent / ".cache" / "evals"),
                     help="folder of evaluation files (default .cache/evals; results/evals "
                     "for published figures)")

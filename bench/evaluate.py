@@ -14,7 +14,8 @@ changed, e.g.
 `--steps`/`--set` name the trained cell exactly as `bench train` did; `--act` changes only what
 an algorithm declares as acting (its module's `ACTING`, see `algos.acting_fields`): a field
 that changes training is refused with one line listing the acting ones. `--episodes` sets the
-evaluation episodes.
+evaluation episodes. `--tasks sampled` draws every episode's task instead of the env id's
+(Maze2D: a goal per episode, Diffuser's Multi2D), on an env that has task parameters.
 
 Paired by construction: seed k is evaluated with the keys of its own last training evaluation,
 so with no acting change the scores are the cell's final scores (tested), and a difference is
@@ -60,9 +61,28 @@ def beside(runs: Path) -> Path:
     return runs.parent / ("evals" if runs.name == "runs" else f"{runs.name}-evals")
 
 
-def path_of(out: Path, cell_name: str, act, seeds: int) -> Path:
-    """The file of one evaluation: `<out>/<cell>/<acting config hash>-seeds<N>.json`."""
-    return Path(out) / cell_name / f"{config_hash(act)}-seeds{seeds}.json"
+TASKS = ("default", "sampled")
+
+
+def path_of(out: Path, cell_name: str, act, seeds: int, tasks: str = "default") -> Path:
+    """The file of one evaluation: `<out>/<cell>/<acting config hash>-seeds<N>.json`, with
+    `-sampled-tasks` before `.json` where every episode drew its own task."""
+    extra = "" if tasks == "default" else f"-{tasks}-tasks"
+    return Path(out) / cell_name / f"{config_hash(act)}-seeds{seeds}{extra}.json"
+
+
+def tasks_of(evaluation: dict) -> str:
+    """How an evaluation's episodes got their task (files from before the field: the env
+    id's)."""
+    return evaluation.get("tasks", "default")
+
+
+def change_of(evaluation: dict) -> str:
+    """What an evaluation changed from the cell as trained, in words."""
+    text = change_text(evaluation["acting"])
+    if tasks_of(evaluation) == "sampled":
+        text = ", ".join(t for t in (text, "a task (goal) sampled per episode") if t)
+    return text
 
 
 def acting_config(algo: str, config, acting: Optional[dict], episodes: Optional[int] = None,
@@ -183,7 +203,8 @@ def trained_of(evaluation: dict):
             [f["trained_return"] for f in evaluation["final"]])
 
 
-def existing(path: Path, seeds: int, act, force: bool, content_hash) -> Optional[dict]:
+def existing(path: Path, seeds: int, act, force: bool, content_hash,
+             tasks: str = "default") -> Optional[dict]:
     """The finished evaluation at `path` if it is this one (acting config, seeds, data), None
     if there is none (or `force`); one line for anything else, which is never replaced
     silently."""
@@ -191,7 +212,8 @@ def existing(path: Path, seeds: int, act, force: bool, content_hash) -> Optional
         return None
     fix = "move it away, or rerun with --force to replace it"
     prev = read(path)
-    if prev["config"] != json.loads(json.dumps(config_dict(act))) or prev["seeds"] != seeds:
+    if (prev["config"] != json.loads(json.dumps(config_dict(act))) or prev["seeds"] != seeds
+            or tasks_of(prev) != tasks):
         raise ConfigError(f"{path} holds another evaluation under the same name; {fix}")
     was = prev["data"].get("content_hash")
     if was != content_hash:
@@ -227,22 +249,25 @@ def evaluate(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None
              episodes: Optional[int] = None, out: Path = ADHOC,
              checkpoints: Optional[Path] = None, command: str = "", force: bool = False,
              typed: bool = False, trained: Optional[Path] = None,
-             log: Callable[[str], None] = print) -> dict:
+             log: Callable[[str], None] = print, tasks: str = "default") -> dict:
     """Evaluate the finished cell (`algo`, `dataset_id`, `seeds`, `steps`, `overrides`: as
-    trained) with the `acting` overrides; returns (and writes) the results. `trained`, the
+    trained) with the `acting` overrides, each episode in the env id's task or (`tasks`
+    "sampled") its own drawn one; returns (and writes) the results. `trained`, the
     cell's results file when there is one (a sweep's), must be from the training the
     checkpoint holds (`same_source`: the final checkpoint's digest, or for older files the
     final scores), else one line (the checkpoint was retrained elsewhere, or the file came
     from another machine)."""
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    if tasks not in TASKS:
+        raise ConfigError(f"--tasks {tasks}: one of {', '.join(TASKS)}")
     bench_train.check_kind(algo, dataset_id)
     config = bench_train.make_config(algo, steps, overrides, dataset_id, typed)
     act = acting_config(algo, config, acting, episodes, typed)
     name = bench_train.cell_name(algo, dataset_id, config)
     chash_data = bench_train.data_hash(dataset_id)
-    path = path_of(out, name, act, seeds)
-    previous = existing(path, seeds, act, force, chash_data)
+    path = path_of(out, name, act, seeds, tasks)
+    previous = existing(path, seeds, act, force, chash_data, tasks)
     if previous is not None:
         log(f"{path} exists (same cell, acting config, data and {seeds} seeds): nothing to "
             "do; --force reruns")
@@ -258,6 +283,9 @@ def evaluate(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None
     # never shape the state; the checkpoint's digest would refuse one that differs), so it is
     # the checkpoint's template and its policy acts.
     env, train, keys = bench_train.preflight(algo, dataset, seeds, act)
+    if tasks == "sampled" and env.tasks is None:
+        raise ConfigError(f"--tasks sampled: {env.env_id} has no task parameters to draw "
+                          "(Maze2D's goal is one); evaluate it without --tasks")
 
     # The template of the checkpoint: the state and metrics (shapes only for the metrics:
     # tracing, no compile).
@@ -295,7 +323,8 @@ def evaluate(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None
                 f"came from another machine); retrain both as one: {retrain}")
     # seed k's key of its last training evaluation
     keys = jax.vmap(lambda s: train.period_keys(s, s.period - 1)[1])(state)
-    run = jax.jit(over_seeds(make_evaluate(train.policy, env, act.eval_episodes), batch))
+    run = jax.jit(over_seeds(make_evaluate(train.policy, env, act.eval_episodes,
+                                           sample_tasks=tasks == "sampled"), batch))
     t0 = time.time()
     compiled = run.lower(state.algo, keys).compile()
     compile_s = time.time() - t0
@@ -324,7 +353,7 @@ def evaluate(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None
         "schema": bench_train.SCHEMA, "kind": "evaluation", "complete": True,
         "algo": algo, "dataset": dataset_id, "env_id": env.env_id,
         "config": config_dict(act), "config_hash": config_hash(act),
-        "acting": {k: v for k, v in (acting or {}).items()},
+        "acting": {k: v for k, v in (acting or {}).items()}, "tasks": tasks,
         "trained_config": config_dict(config), "trained_config_hash": config_hash(config),
         "checkpoint": str(ckpt_dir), "data": dataset.provenance,
         "code": sysinfo.code_version(), "seeds": seeds, "steps": config.steps,
@@ -347,7 +376,7 @@ def evaluate(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None
     if jax.process_index() == 0:
         sysinfo.atomic_write_text(path, json.dumps(result, indent=1))
         write_table(path.parent, path)
-    changed = change_text(acting or {}) or "no acting change"
+    changed = change_of(result) or "no acting change"
     log(f"{algo} on {dataset_id}, trained {config.steps:,d} steps (config "
         f"{config_hash(config)}), acting with {changed}, {act.eval_episodes} episodes per seed:")
     for s in range(seeds):
@@ -387,7 +416,8 @@ def write_table(cell_dir: Path, current: Optional[Path] = None) -> Path:
         return training(r) == training(this) and (not a or not b or a == b)
     results = [r for r in found.values() if same(r)]
     others = [f.name for f, r in found.items() if not same(r)]
-    results.sort(key=lambda r: (len(r["acting"]), sorted(r["acting"]),
+    results.sort(key=lambda r: (tasks_of(r) != "default", len(r["acting"]),
+                                sorted(r["acting"]),
                                 [(_number(v) is None, _number(v) or 0.0, str(v))
                                  for _, v in sorted(r["acting"].items())],
                                 r["eval_episodes"], r["seeds"]))
@@ -408,14 +438,15 @@ def write_table(cell_dir: Path, current: Optional[Path] = None) -> Path:
         new = np.array([f[r["measure"]] for f in r["final"]], float)
         old = np.array([f["trained_" + r["measure"]] for f in r["final"]], float)
         d = r["difference"]
-        change = change_text(r["acting"]) or "(none)"
+        change = change_of(r) or "(none)"
         lines.append(
             f"| {change} | {r['seeds']} x {r['eval_episodes']} | {np.nanmean(new):.1f} ± "
             f"{np.nanstd(new):.1f} | {np.nanmean(old):.1f} | {signed(d['mean'])} "
             f"[{signed(d['low'])}, {signed(d['high'])}] | {r['ms_per_loop_step']:.2f} | "
             f"{sysinfo.hardware_line(r['hardware'])} | `{r['command'] or '(in-process)'}` |")
-    if any(r["acting"] for r in results):
-        figure(results, cell_dir / "tradeoff.png")
+    same_tasks = [r for r in results if tasks_of(r) == "default"]   # the figure's curves
+    if any(r["acting"] for r in same_tasks):
+        figure(same_tasks, cell_dir / "tradeoff.png")
         lines += ["", "![score against time per step](tradeoff.png)"]
     if others:
         lines += ["", f"Left out: {len(others)} evaluation(s) of another training of this cell "

@@ -42,10 +42,14 @@ def as_policy(policy) -> Policy:
     return _as_policy(policy, stateful=True)
 
 
-def start_lanes(env: Env, policy: Policy, policy_state, reset_keys, carry_keys, task=None):
-    """Reset one env per key of `reset_keys` (with `task`, or the env id's) and start the
-    policy's carry of each lane at its first observation. Returns `(obs, state, carry)`."""
-    if task is None:
+def start_lanes(env: Env, policy: Policy, policy_state, reset_keys, carry_keys, task=None,
+                lane_tasks=None):
+    """Reset one env per key of `reset_keys` (with `task`, or each lane's own of `lane_tasks`
+    (a leading lane axis), or the env id's) and start the policy's carry of each lane at its
+    first observation. Returns `(obs, state, carry)`."""
+    if lane_tasks is not None:
+        obs, state = jax.vmap(env.reset)(reset_keys, lane_tasks)
+    elif task is None:
         obs, state = jax.vmap(env.reset)(reset_keys)
     else:
         obs, state = jax.vmap(env.reset, in_axes=(0, None))(reset_keys, task)
@@ -71,7 +75,8 @@ def step_lanes(env: Env, policy: Policy, policy_state, obs, state, carry, key,
     return action, carry, out
 
 
-def make_evaluate(policy, env: Env, episodes: int, stateful: bool = True):
+def make_evaluate(policy, env: Env, episodes: int, stateful: bool = True,
+                  sample_tasks: bool = False):
     """A pure function `(policy_state, key, task=None) -> (returns, lengths)` for `episodes`
     episodes.
 
@@ -83,17 +88,25 @@ def make_evaluate(policy, env: Env, episodes: int, stateful: bool = True):
     of them has ended (terminated, or truncated at the env's episode length); the loop stops
     early once all are done, so short failing episodes cost little, and a finished episode's
     return and length stop counting.
+
+    `sample_tasks`: every episode draws its own task (`env.sample_task`; Maze2D's goal, so
+    Diffuser's Multi2D) from a branch of `key` of its own, so the starts and the acting keys
+    are those of the same evaluation with the env id's task.
     """
     policy = _as_policy(policy, stateful)
     horizon = env.spec.episode_length
+    if sample_tasks and env.tasks is None:
+        raise ValueError(f"{env.spec.env_id} has no task parameters to sample")
 
     def run(policy_state, key, task=None):
         k_reset, k_loop = jax.random.split(key)
+        lane_tasks = (jax.vmap(env.sample_task)(jax.random.split(
+            jax.random.fold_in(key, 2), episodes)) if sample_tasks else None)
         # The carry's keys come from their own branch of `key`, so adding a planner changed
         # no reset or action key of the memoryless policies.
         obs, state, carry = start_lanes(
             env, policy, policy_state, jax.random.split(k_reset, episodes),
-            jax.random.split(jax.random.fold_in(key, 1), episodes), task)
+            jax.random.split(jax.random.fold_in(key, 1), episodes), task, lane_tasks)
         alive = jnp.ones((episodes,), bool)
         ret = jnp.zeros((episodes,), jnp.float32)
         length = jnp.zeros((episodes,), jnp.int32)

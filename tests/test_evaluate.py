@@ -153,3 +153,89 @@ def test_a_damaged_checkpoint_names_the_retraining_command(trained, tmp_path, mo
 def test_evaluations_go_beside_their_results_folder(tmp_path):
     assert bench_eval.beside(tmp_path / "results" / "runs") == tmp_path / "results" / "evals"
     assert bench_eval.beside(tmp_path / "runs-new") == tmp_path / "runs-new-evals"
+
+
+def test_sampled_tasks_give_every_episode_its_own_goal_from_the_same_starts():
+    """Multi2D's mechanism: with `sample_tasks` each episode of Maze2D umaze gets its own goal,
+    the env rewards that goal and the policy's carry sees it, from the same starts as the
+    evaluation in the layout's goal. D4RL's waypoint controller steered to the carried goal
+    reaches it; steered to the layout's fixed goal instead it earns less on sampled goals."""
+    import jax.numpy as jnp
+
+    import envs
+    from envs.evaluation import Policy, make_evaluate, start_lanes
+    from envs.maze2d import load_maze, waypoint_action
+
+    env, maze = envs.make("maze2d-umaze"), load_maze("umaze")
+    free = jnp.asarray(maze.free_cells, jnp.float32)
+
+    def index_of(goal):
+        return jnp.argmin(jnp.linalg.norm(free - goal, axis=-1))
+
+    to_carried = Policy(lambda s, obs, task, key: index_of(task),
+                        lambda s, idx, obs, key: (waypoint_action(maze, obs, idx), idx))
+    to_fixed = Policy(lambda s, obs, task, key: jnp.asarray(maze.goal_index, jnp.int32),
+                      lambda s, idx, obs, key: (waypoint_action(maze, obs, idx), idx))
+    key, n = jax.random.PRNGKey(4), 16
+    tasks = jax.vmap(env.sample_task)(jax.random.split(jax.random.fold_in(key, 2), n))
+    k_reset = jax.random.split(jax.random.split(key)[0], n)
+    k_carry = jax.random.split(jax.random.fold_in(key, 1), n)
+    obs, state, carry = start_lanes(env, to_carried, None, k_reset, k_carry, lane_tasks=tasks)
+    obs0, _, carry0 = start_lanes(env, to_carried, None, k_reset, k_carry)
+    np.testing.assert_array_equal(obs, obs0)                     # the same starts
+    np.testing.assert_array_equal(jax.vmap(env.task)(state), tasks)
+    np.testing.assert_array_equal(carry, jax.vmap(index_of)(tasks))
+    assert len(np.unique(np.asarray(carry))) >= 3 and (np.asarray(carry0) == maze.goal_index).all()
+
+    sampled = jax.jit(make_evaluate(to_carried, env, n, sample_tasks=True))(None, key)[0]
+    assert (np.asarray(sampled) > 0).all(), sampled               # every goal reached
+    fixed = jax.jit(make_evaluate(to_fixed, env, n, sample_tasks=True))(None, key)[0]
+    assert float(fixed.mean()) < 0.7 * float(sampled.mean()), (fixed, sampled)
+    with pytest.raises(ValueError, match="no task parameters"):
+        make_evaluate(to_carried, envs.make("Pendulum-v1"), 2, sample_tasks=True)
+
+
+MAZE = "test/maze2d/evaluate-v0"
+MAZE_SETS = {"eval_every": "3", "eval_episodes": "2", "batch_size": "32"}
+
+
+def test_sampled_tasks_from_the_cli_are_recorded_and_kept_apart(tmp_path, monkeypatch, capsys,
+                                                               trained):
+    """`--tasks sampled`: its own file beside the default-task evaluation, the field in the
+    file, a row of the folder's table saying so; one line on an env without tasks."""
+    import envs
+    from envs.datasets import builder, minari_io
+
+    env = envs.make("maze2d-umaze")
+    if not minari_io.exists(MAZE):
+        eps = builder.collect_maze(env, jax.random.PRNGKey(0), 3000)
+        minari_io.write(MAZE, eps, obs_low=-np.inf, obs_high=np.inf, act_low=-1.0, act_high=1.0,
+                        ref_min_score=env.spec.ref_min_score,
+                        ref_max_score=env.spec.ref_max_score, algorithm_name="test",
+                        description="test", extra_metadata={"env_id": "maze2d-umaze"})
+    monkeypatch.setenv("DIFFRL_CHECKPOINTS", str(tmp_path / "ckpt"))
+    bench_train.run("bc", MAZE, 2, steps=3, overrides=MAZE_SETS, out=tmp_path / "runs",
+                    log=lambda m: None)
+    args = ["evaluate", "--algo", "bc", "--dataset", MAZE, "--seeds", "2", "--steps", "3",
+            *[a for k, v in MAZE_SETS.items() for a in ("--set", f"{k}={v}")],
+            "--out", str(tmp_path / "evals")]
+    assert cli.main(args) == 0
+    assert cli.main(args + ["--tasks", "sampled"]) == 0
+    files = sorted((tmp_path / "evals").rglob("*.json"), key=lambda f: len(f.name))
+    assert [f.name.endswith("-seeds2-sampled-tasks.json") for f in files] == [False, True]
+    plain, multi = (json.loads(f.read_text()) for f in files)
+    assert plain["tasks"] == "default" and multi["tasks"] == "sampled"
+    assert multi["acting"] == {} and multi["config_hash"] == plain["config_hash"]
+    assert [f["trained_score"] for f in multi["final"]] == [f["trained_score"]
+                                                            for f in plain["final"]]
+    table = (files[0].parent / "README.md").read_text()
+    assert "| (none) | 2 x 2 |" in table and "| a task (goal) sampled per episode | 2 x 2 |" in table
+    capsys.readouterr()
+    assert cli.main(args + ["--tasks", "sampled"]) == 0            # finished: kept apart
+    assert "nothing to do" in capsys.readouterr().out
+    for bad, says in [("sampled", "has no task parameters"), ("all", "--tasks all: one of")]:
+        monkeypatch.setenv("DIFFRL_CHECKPOINTS", str(trained[0] / "ckpt"))
+        assert cli.main(["evaluate", *cell(6), "--tasks", bad, "--out",
+                         str(tmp_path / "p")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert says in err and len(err.splitlines()) == 1, err
