@@ -29,8 +29,9 @@ of tracking the planned states (after the plan's actions run out, brake: `a = -v
 the authors' commented-out branch of `plan_maze2d.py` does).
 
 Multi2D (the same model with a goal drawn per episode) is evaluation over sampled goals: the
-policy reads the goal from the env's task (`Env.task`), so `make_evaluate(...)` vmapped over
-goals runs it.
+policy reads the goal from the env's task (`Env.task`), so `make_evaluate(...,
+sample_tasks=True)` runs it (`python -m bench evaluate ... --tasks sampled` on a trained cell),
+scored, as the paper scores Multi2D, against the single-task references.
 
 Locomotion setting, followed: the authors' `main` branch (7ea4228):
 - `config/locomotion.py` (`task_defaults` gives it for every dataset of an env without a

@@ -442,7 +442,8 @@ def parser():
                     help="evaluation episodes per seed (default: the cell's eval_episodes)")
     ev.add_argument("--tasks", default="default", metavar="default|sampled",
                     help="sampled: every episode draws its own task (Maze2D: a goal per "
-                    "episode, Diffuser's Multi2D); default: the env id's")
+                    "episode; for Diffuser, Multi2D), scored against the env id's "
+                    "references; default: the env id's task")
     ev.add_argument("--out", default=str(RESULTS.parent / ".cache" / "evals"),
                     help="folder of evaluation files (default .cache/evals; results/evals "
                     "for published figures)")

@@ -15,7 +15,10 @@ changed, e.g.
 an algorithm declares as acting (its module's `ACTING`, see `algos.acting_fields`): a field
 that changes training is refused with one line listing the acting ones. `--episodes` sets the
 evaluation episodes. `--tasks sampled` draws every episode's task instead of the env id's
-(Maze2D: a goal per episode, Diffuser's Multi2D), on an env that has task parameters.
+(Maze2D: a goal per episode; for a goal-conditioned planner, Diffuser's Multi2D), on an env
+that has task parameters. Its scores are normalised with the env id's references (Maze2D's:
+the waypoint expert on the fixed goal, as Diffuser's paper normalises Multi2D), and its
+difference from the trained score is a change of task, not of acting.
 
 Paired by construction: seed k is evaluated with the keys of its own last training evaluation,
 so with no acting change the scores are the cell's final scores (tested), and a difference is
@@ -24,7 +27,7 @@ the acting overrides and the full acting config, the evaluation's wall and compi
 the time per step of its episode loop, beside the same provenance as a training results file
 (data content hash, code version, versions, hardware). It goes to `.cache/evals/` unless
 `--out` says otherwise (`results/evals/` for published figures), under the cell's name and the
-acting config's hash.
+acting config's hash (`-sampled-tasks` added with `--tasks sampled`).
 """
 from __future__ import annotations
 
@@ -151,7 +154,7 @@ def read(path: Path) -> dict:
                                        "final", "code", "hardware", "eval_episodes",
                                        "ms_per_loop_step", "wall_s", "compile_s", "command",
                                        "config_hash", "trained_config", "trained_config_hash"))
-              and r.get("measure") in ("score", "return")
+              and r.get("measure") in ("score", "return") and r.get("tasks", "default") in TASKS
               and all(isinstance(r[k], dict) for k in ("acting", "data", "config", "hardware"))
               and isinstance(d, dict) and all(k in d for k in ("mean", "low", "high"))
               and isinstance(r["final"], list) and len(r["final"]) == r["seeds"]
@@ -205,7 +208,7 @@ def trained_of(evaluation: dict):
 
 def existing(path: Path, seeds: int, act, force: bool, content_hash,
              tasks: str = "default") -> Optional[dict]:
-    """The finished evaluation at `path` if it is this one (acting config, seeds, data), None
+    """The finished evaluation at `path` if it is this one (acting config, seeds, tasks, data), None
     if there is none (or `force`); one line for anything else, which is never replaced
     silently."""
     if force or not path.exists():
@@ -262,6 +265,13 @@ def evaluate(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None
     if tasks not in TASKS:
         raise ConfigError(f"--tasks {tasks}: one of {', '.join(TASKS)}")
     bench_train.check_kind(algo, dataset_id)
+    if tasks == "sampled":   # before anything else: no training would make it possible
+        import envs
+
+        env_id = bench_train.load_source(dataset_id).env_id
+        if env_id is None or envs.make(env_id).tasks is None:
+            raise ConfigError(f"--tasks sampled: {env_id} has no task parameters to draw "
+                              "(Maze2D's goal is one); evaluate it without --tasks")
     config = bench_train.make_config(algo, steps, overrides, dataset_id, typed)
     act = acting_config(algo, config, acting, episodes, typed)
     name = bench_train.cell_name(algo, dataset_id, config)
@@ -283,9 +293,6 @@ def evaluate(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None
     # never shape the state; the checkpoint's digest would refuse one that differs), so it is
     # the checkpoint's template and its policy acts.
     env, train, keys = bench_train.preflight(algo, dataset, seeds, act)
-    if tasks == "sampled" and env.tasks is None:
-        raise ConfigError(f"--tasks sampled: {env.env_id} has no task parameters to draw "
-                          "(Maze2D's goal is one); evaluate it without --tasks")
 
     # The template of the checkpoint: the state and metrics (shapes only for the metrics:
     # tracing, no compile).
@@ -445,6 +452,11 @@ def write_table(cell_dir: Path, current: Optional[Path] = None) -> Path:
             f"[{signed(d['low'])}, {signed(d['high'])}] | {r['ms_per_loop_step']:.2f} | "
             f"{sysinfo.hardware_line(r['hardware'])} | `{r['command'] or '(in-process)'}` |")
     same_tasks = [r for r in results if tasks_of(r) == "default"]   # the figure's curves
+    if len(same_tasks) < len(results):
+        lines += ["", "A row with a task sampled per episode is scored against the env id's "
+                  "references (the expert of its fixed task), and its difference from the "
+                  "trained score is a change of task, not of acting: the same seeds and starts "
+                  "with other goals."]
     if any(r["acting"] for r in same_tasks):
         figure(same_tasks, cell_dir / "tradeoff.png")
         lines += ["", "![score against time per step](tradeoff.png)"]

@@ -99,11 +99,15 @@ def make_evaluate(policy, env: Env, episodes: int, stateful: bool = True,
         raise ValueError(f"{env.spec.env_id} has no task parameters to sample")
 
     def run(policy_state, key, task=None):
+        if sample_tasks and task is not None:
+            raise ValueError("run(..., task) with sample_tasks: each episode draws its own")
         k_reset, k_loop = jax.random.split(key)
         lane_tasks = (jax.vmap(env.sample_task)(jax.random.split(
             jax.random.fold_in(key, 2), episodes)) if sample_tasks else None)
-        # The carry's keys come from their own branch of `key`, so adding a planner changed
-        # no reset or action key of the memoryless policies.
+        # The carry's keys come from `fold_in(key, 1)`, added after the memoryless policies'
+        # keys were fixed, so a planner changed none of theirs. (With jax's partitionable
+        # threefry, `split(key)[1]` is that same key, so lane i's carry key is the loop's key of
+        # step i; harmless, and changing it would move every published evaluation.)
         obs, state, carry = start_lanes(
             env, policy, policy_state, jax.random.split(k_reset, episodes),
             jax.random.split(jax.random.fold_in(key, 1), episodes), task, lane_tasks)

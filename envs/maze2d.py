@@ -15,7 +15,8 @@ pure JAX, so it runs vmapped on the accelerator:
   as in D4RL.
 - the goal is a task parameter (`Env.reset(key, task=goal_xy)`, `Env.sample_task` draws a free
   cell's centre): it lives in the state, so evaluation vmaps over goals (Diffuser's Multi2D).
-  Without one, an episode has D4RL's fixed goal.
+  Without one, an episode has D4RL's fixed goal. Deviation: D4RL's `set_target()` adds
+  U(-0.1, 0.1) noise to a drawn goal; ours is the cell's centre.
 
 The waypoint controller D4RL generated its datasets with lives here too (`waypoint_action`): a
 breadth-first planner over the cells gives the next cell towards the goal, and a PD controller

@@ -1,5 +1,6 @@
 """`python -m bench evaluate`: a finished cell re-evaluated under other acting settings, from
 its checkpoint, paired seed by seed with its last training evaluation."""
+import dataclasses
 import json
 
 import jax
@@ -191,8 +192,19 @@ def test_sampled_tasks_give_every_episode_its_own_goal_from_the_same_starts():
     assert (np.asarray(sampled) > 0).all(), sampled               # every goal reached
     fixed = jax.jit(make_evaluate(to_fixed, env, n, sample_tasks=True))(None, key)[0]
     assert float(fixed.mean()) < 0.7 * float(sampled.mean()), (fixed, sampled)
+    # paired: were every drawn task the layout's own, the evaluation would be the default one
+    # (the same reset, carry and loop keys), bit for bit
+    same = dataclasses.replace(env, tasks=env.tasks._replace(sample=lambda k: env.tasks.default()))
+    np.testing.assert_array_equal(
+        jax.jit(make_evaluate(to_carried, same, n, sample_tasks=True))(None, key)[0],
+        jax.jit(make_evaluate(to_carried, env, n))(None, key)[0])
     with pytest.raises(ValueError, match="no task parameters"):
         make_evaluate(to_carried, envs.make("Pendulum-v1"), 2, sample_tasks=True)
+    # the Multi2D expert: the same controller, the same way (measured 102 on 100 episodes)
+    from envs.datasets import builder
+
+    expert = builder.maze_expert_return(env, episodes=n, seed=4, sample_tasks=True)
+    np.testing.assert_allclose(expert, float(sampled.mean()), rtol=1e-6)
 
 
 MAZE = "test/maze2d/evaluate-v0"
@@ -200,12 +212,13 @@ MAZE_SETS = {"eval_every": "3", "eval_episodes": "2", "batch_size": "32"}
 
 
 def test_sampled_tasks_from_the_cli_are_recorded_and_kept_apart(tmp_path, monkeypatch, capsys,
-                                                               trained):
+                                                               random_pendulum):
     """`--tasks sampled`: its own file beside the default-task evaluation, the field in the
     file, a row of the folder's table saying so; one line on an env without tasks."""
     import envs
     from envs.datasets import builder, minari_io
 
+    random_pendulum(DATA, 600, jax.random.PRNGKey(0))
     env = envs.make("maze2d-umaze")
     if not minari_io.exists(MAZE):
         eps = builder.collect_maze(env, jax.random.PRNGKey(0), 3000)
@@ -228,14 +241,18 @@ def test_sampled_tasks_from_the_cli_are_recorded_and_kept_apart(tmp_path, monkey
     assert multi["acting"] == {} and multi["config_hash"] == plain["config_hash"]
     assert [f["trained_score"] for f in multi["final"]] == [f["trained_score"]
                                                             for f in plain["final"]]
+    # the goals were drawn: the same policies from the same starts earn otherwise
+    assert [f["return"] for f in multi["final"]] != [f["return"] for f in plain["final"]]
     table = (files[0].parent / "README.md").read_text()
-    assert "| (none) | 2 x 2 |" in table and "| a task (goal) sampled per episode | 2 x 2 |" in table
+    assert "| (none) | 2 x 2 |" in table
+    assert "| a task (goal) sampled per episode | 2 x 2 |" in table
+    assert "a change of task, not of acting" in table
     capsys.readouterr()
     assert cli.main(args + ["--tasks", "sampled"]) == 0            # finished: kept apart
     assert "nothing to do" in capsys.readouterr().out
+    # before anything else: an untrained Pendulum cell is told that no training would help
     for bad, says in [("sampled", "has no task parameters"), ("all", "--tasks all: one of")]:
-        monkeypatch.setenv("DIFFRL_CHECKPOINTS", str(trained[0] / "ckpt"))
-        assert cli.main(["evaluate", *cell(6), "--tasks", bad, "--out",
+        assert cli.main(["evaluate", *cell(9), "--tasks", bad, "--out",
                          str(tmp_path / "p")]) == 2
         err = capsys.readouterr().err.strip()
         assert says in err and len(err.splitlines()) == 1, err

@@ -230,14 +230,23 @@ def collect_maze(env: Env, key, n_transitions: int) -> List[Dict[str, np.ndarray
     return collect(env, policy, None, key, n_transitions, carry_across_episodes=True)
 
 
-def maze_expert_return(env: Env, episodes: int = 100, seed: int = 0) -> float:
-    """Mean return of the noiseless waypoint controller driving to the env's own goal."""
-    from envs.evaluation import make_evaluate
+def maze_expert_return(env: Env, episodes: int = 100, seed: int = 0,
+                       sample_tasks: bool = False) -> float:
+    """Mean return of the noiseless waypoint controller driving to the env's own goal, or
+    (`sample_tasks`) to each episode's drawn goal: the expert of Multi2D."""
+    from envs.evaluation import Policy, make_evaluate
     from envs.maze2d import load_maze, waypoint_action
 
     maze = load_maze(env.env_id.split("-", 1)[1])
-    run = jax.jit(make_evaluate(lambda obs, key: waypoint_action(maze, obs, maze.goal_index),
-                                env, episodes, stateful=False))
+    if sample_tasks:
+        free = jnp.asarray(maze.free_cells, jnp.float32)
+        policy = Policy(
+            lambda s, obs, goal, key: jnp.argmin(jnp.linalg.norm(free - goal, axis=-1)),
+            lambda s, idx, obs, key: (waypoint_action(maze, obs, idx), idx))
+        run = jax.jit(make_evaluate(policy, env, episodes, sample_tasks=True))
+    else:
+        run = jax.jit(make_evaluate(lambda obs, key: waypoint_action(maze, obs, maze.goal_index),
+                                    env, episodes, stateful=False))
     return float(run(None, jax.random.PRNGKey(seed))[0].mean())
 
 
