@@ -28,7 +28,7 @@ import numpy as np
 
 from bench import runs_table, stats, sysinfo
 from bench.sweep import Sweep
-from bench.tables import change_text, markdown_table, signed
+from bench.tables import markdown_table, signed
 
 
 def collect(sweep: Sweep, runs: Path) -> List[dict]:
@@ -39,7 +39,7 @@ def collect(sweep: Sweep, runs: Path) -> List[dict]:
         row = {"label": c.label, "algo": c.algo, "dataset": c.dataset, "task": c.task,
                "seeds": c.seeds, "steps": c.config().steps,
                "config_hash": c.trained.path(runs).stem, "file": _shown_path(path),
-               "acting": change_text(c.acting),
+               "acting": c.change if c.is_acting else "",
                "trained_label": c.trained_label or ""}
         if not path.exists():
             rows.append({**row, "status": "not run", "scores": []})
@@ -250,6 +250,11 @@ def markdown(sweep: Sweep, rows, aggs, pois) -> str:
                                                 f"{signed(r['difference_hi'])}] "
                                                 f"({r['paired_seeds']} seeds)"),
                 ("ms per step", lambda r: f"{r['ms_per_step']:.2f}")]), ""]
+        if any(c.tasks != "default" for c in sweep.cells):
+            lines[-1:] = ["", "A variant with a task sampled per episode (`tasks = "
+                          "\"sampled\"`: Maze2D's goal, Diffuser's Multi2D) is scored against "
+                          "the env id's references, those of its fixed task; its difference is a "
+                          "change of task, not of acting.", ""]
     commits = sorted({r["code"] for r in done})
     lines += ["## Data and code", "",
               "The dataset content each task's cells were trained on (SHA-256 of the arrays, "

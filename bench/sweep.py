@@ -32,7 +32,11 @@ fields that only change how the algorithm acts (its module's `ACTING`: sampling 
 guidance, plans, ...), from their checkpoints, without training anything (`bench evaluate`):
 
     act = [{ label = "Diffuser (diffused actions)", set = { act_with = "actions" } },
-           { label = "Diffuser (DDIM 8)", set = { diffusion = { sampler = "ddim", steps = 8 } } }]
+           { label = "Diffuser (DDIM 8)", set = { diffusion = { sampler = "ddim", steps = 8 } } },
+           { label = "Diffuser (Multi2D)", tasks = "sampled" }]
+
+(`tasks = "sampled"`: every episode draws its own task, Maze2D's goal, as `bench evaluate
+--tasks sampled`; with or without a `set`.)
 
 An acting variant is a method of the tables like any other (its label; by default the group's
 with the change), and its seeds are paired with the trained cell's, so the leaderboard adds
@@ -58,13 +62,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import algos
 from algos.config import ConfigError, flatten
 from bench import evaluate, train
-from bench.tables import change_text
 from envs.datasets.builder import TIERS
 
 SWEEPS = Path(__file__).resolve().parent / "sweeps"
 TOP_KEYS = {"description", "include", "data_tier", "group", "leaderboard"}
 GROUP_KEYS = {"algos", "datasets", "seeds", "steps", "set", "label", "subset", "augment", "act"}
-ACT_KEYS = {"label", "set"}
+ACT_KEYS = {"label", "set", "tasks"}
 AUGMENT_KEYS = {"method", "preset", "set"}
 LEADERBOARD_KEYS = {"compare"}
 
@@ -87,6 +90,7 @@ class Cell:
                                              # and/or (method, preset, overrides) of augment
     acting: Tuple[Tuple[str, Any], ...] = () # an acting variant: these acting overrides,
     trained_label: Optional[str] = None      # evaluated on the trained cell of this label
+    tasks: str = "default"                   # or "sampled": a task drawn per episode
 
     @property
     def sets(self) -> Dict[str, Any]:
@@ -109,7 +113,12 @@ class Cell:
     def trained(self) -> "Cell":
         """The cell that is trained: itself, or for an acting variant the group's cell."""
         return dataclasses.replace(self, label=self.trained_label, acting=(),
-                                   trained_label=None) if self.is_acting else self
+                                   trained_label=None, tasks="default") if self.is_acting else self
+
+    @property
+    def change(self) -> str:
+        """An acting variant's change from its trained cell, in words."""
+        return evaluate.change_of({"acting": dict(self.acting), "tasks": self.tasks})
 
     def act_config(self):
         """The config it acts with: the trained config with the acting overrides."""
@@ -120,7 +129,8 @@ class Cell:
         """Its results file: a training's in `runs`, an acting variant's evaluation beside."""
         name = train.cell_name(self.algo, self.dataset, self.config())
         if self.is_acting:
-            return evaluate.path_of(evaluate.beside(runs), name, self.act_config(), self.seeds)
+            return evaluate.path_of(evaluate.beside(runs), name, self.act_config(), self.seeds,
+                                    self.tasks)
         return Path(runs) / f"{name}.json"
 
 
@@ -237,48 +247,53 @@ def _group_cells(g: dict, where: str) -> List[Cell]:
             except ConfigError as e:
                 raise SweepError(f"{where}: {a} on {ds}: {e}") from None
             cells.append(cell)
-            made = {}   # acting config -> change: two spellings of one change are one variant
-            for name, acting in variants:
-                change = change_text(acting)
-                var = dataclasses.replace(cell, label=name or f"{cell.label} ({change})",
-                                          acting=acting, trained_label=cell.label)
+            made = {}   # (acting config, tasks) -> change: two spellings of one change
+            for name, acting, tasks in variants:
+                var = dataclasses.replace(cell, acting=acting, trained_label=cell.label,
+                                          tasks=tasks)
+                change = var.change
+                var = dataclasses.replace(var, label=name or f"{cell.label} ({change})")
                 try:
                     act = var.act_config()
                 except ConfigError as e:
                     raise SweepError(f"{where}: {a} on {ds}: {e}") from None
-                if act == cell.config():
+                if act == cell.config() and tasks == "default":
                     raise SweepError(f"{where}: act {change}: {a} on {ds} already acts so as "
                                      "trained; give a change")
-                if act in made:
+                if (act, tasks) in made:
                     raise SweepError(f"{where}: act {change}: {a} on {ds} acts as act "
-                                     f"{made[act]} does; give the change once")
-                made[act] = change
+                                     f"{made[act, tasks]} does; give the change once")
+                made[act, tasks] = change
                 cells.append(var)
     return cells
 
 
 def _acting(g: dict, where: str):
-    """The group's acting variants: (label or None, acting overrides), checked in shape (the
-    fields themselves are checked against each algorithm's acting fields)."""
+    """The group's acting variants: (label or None, acting overrides, tasks), checked in shape
+    (the fields themselves are checked against each algorithm's acting fields)."""
     act = g.get("act", [])
-    shape = ('\'act\' is a list of { label = ..., set = { FIELD = VALUE } } tables, e.g. act = '
-             '[{ set = { diffusion = { steps = 5 } } }]')
+    shape = ('\'act\' is a list of { label = ..., set = { FIELD = VALUE }, tasks = "sampled" } '
+             'tables (a set, tasks or both), e.g. act = [{ set = { diffusion = { steps = 5 } } }]')
     if not isinstance(act, list):
         raise SweepError(f"{where}: {shape}")
     out = []
     for entry in act:
         if not (isinstance(entry, dict) and set(entry) <= ACT_KEYS
-                and isinstance(entry.get("set"), dict) and entry["set"]
+                and isinstance(entry.get("set", {}), dict)
                 and isinstance(entry.get("label", ""), str)):
             raise SweepError(f"{where}: {shape}")
+        tasks = entry.get("tasks", "default")
+        if tasks not in evaluate.TASKS:
+            raise SweepError(f"{where}: act tasks = {tasks!r}: one of "
+                             f"{', '.join(map(repr, evaluate.TASKS))}")
         if len(g.get("algos", [])) != 1 and "label" in entry:
             raise SweepError(f"{where}: an acting variant's 'label' names one method: give "
                              "it in a group with one algorithm")
         acting = tuple((k, _typed(v, f"{where}: act.set.{k}"))
-                       for k, v in flatten(entry["set"]).items())
-        if not acting:
+                       for k, v in flatten(entry.get("set", {})).items())
+        if not acting and tasks == "default":
             raise SweepError(f"{where}: {shape}")
-        out.append((entry.get("label"), acting))
+        out.append((entry.get("label"), acting, tasks))
     return out
 
 
@@ -462,7 +477,8 @@ def run(sweep: Sweep, runs: Path = train.RUNS, checkpoints: Optional[Path] = Non
             previous.append(train.existing(c.path(runs), c.seeds, c.config(), force,
                                            hashes[c.dataset]))
             continue
-        prev = evaluate.existing(c.path(runs), c.seeds, c.act_config(), force, hashes[c.dataset])
+        prev = evaluate.existing(c.path(runs), c.seeds, c.act_config(), force, hashes[c.dataset],
+                                 c.tasks)
         base = previous[sweep.cells.index(c.trained)]   # listed before it (`load`)
         if prev is not None and (base is None or not evaluate.same_source(base, prev)):
             raise SweepError(
@@ -477,8 +493,11 @@ def run(sweep: Sweep, runs: Path = train.RUNS, checkpoints: Optional[Path] = Non
         loaded = {ds: train.load_source(ds) for ds in dict.fromkeys(c.dataset for c in todo)}
         for c in todo:  # the checks each cell makes before compiling, all before the first
             try:
-                train.preflight(c.algo, loaded[c.dataset], c.seeds,
-                                c.act_config() if c.is_acting else c.config())
+                env, *_ = train.preflight(c.algo, loaded[c.dataset], c.seeds,
+                                          c.act_config() if c.is_acting else c.config())
+                if c.tasks == "sampled" and env.tasks is None:
+                    raise ConfigError(f"tasks = \"sampled\": {env.env_id} has no task "
+                                      "parameters to draw (Maze2D's goal is one)")
                 if c.is_acting and c.trained not in todo:   # trained: its checkpoint is here
                     evaluate.trained_checkpoint(c.algo, c.dataset, c.seeds, c.steps, c.sets,
                                                 hashes[c.dataset], checkpoints, True,
@@ -500,11 +519,12 @@ def run(sweep: Sweep, runs: Path = train.RUNS, checkpoints: Optional[Path] = Non
         eta = f", ~{_fmt_s(elapsed / done_work * left)} left" if done_work else ""
         if cell.is_acting:
             log(f"[{n_done + 1}/{total}] {cell.label} ({cell.algo}) on {cell.dataset}: the "
-                f"trained {cell.trained_label} acting with {change_text(cell.acting)} "
+                f"trained {cell.trained_label} acting with {cell.change} "
                 f"({_fmt_s(time.time() - t0)} so far)")
             result = evaluate.evaluate(
                 cell.algo, cell.dataset, cell.seeds, cell.steps, cell.sets,
-                acting=dict(cell.acting), out=evaluate.beside(runs), checkpoints=checkpoints,
+                acting=dict(cell.acting), tasks=cell.tasks, out=evaluate.beside(runs),
+                checkpoints=checkpoints,
                 force=force, typed=True, trained=cell.trained.path(runs),
                 command=f"python -m bench sweep {sweep.name}", log=lambda m: log(f"  {m}"))
             n_done += 1

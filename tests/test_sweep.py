@@ -309,6 +309,11 @@ def test_an_acting_variant_evaluates_the_trained_cell_and_is_paired_with_it(tmp_
     ("act = [{ label = 'A', set = { eval_sample = true } }, { label = 'B', set = "
      "{ eval_sample = true } }]", "act eval_sample=True: bc on jaxrl/bandit/multimodal-v0 "
                                   "acts as act eval_sample=True does; give the change once"),
+    ("act = [{ tasks = 'all' }]", "act tasks = 'all': one of 'default', 'sampled'"),
+    ("act = [{ tasks = 'default' }]", "'act' is a list of { label"),
+    ("act = [{ label = 'A', tasks = 'sampled' }, { label = 'B', tasks = 'sampled' }]",
+     "act a task (goal) sampled per episode: bc on jaxrl/bandit/multimodal-v0 acts as act a "
+     "task (goal) sampled per episode does; give the change once"),
     ("act = [{ label = 'BC2', set = { eval_sample = true } }]\n[[group]]\nalgos = ['bc']\n"
      "label = 'BC2'\ndatasets = ['jaxrl/pendulum/medium-expert-v0']\nseeds = 2\n",
      "label 'BC2' names both an acting variant and a trained cell"),
@@ -319,6 +324,44 @@ def test_malformed_acting_variants_are_one_line_errors(tmp_path, act, expect):
     with pytest.raises(sweep.SweepError) as e:
         sweep.load(_write(tmp_path, text))
     assert expect in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+MULTI = """
+[[group]]
+algos = ["bc"]
+datasets = ["jaxrl/maze2d/umaze-v0"]
+seeds = 2
+steps = 4
+set = { eval_every = 4, eval_episodes = 2, hidden = [16, 16], batch_size = 16 }
+act = [{ label = "BC (Multi2D)", tasks = "sampled" }]
+"""
+
+
+def test_a_sampled_task_variant_evaluates_the_trained_cell_with_a_goal_per_episode(tmp_path):
+    from envs import datasets
+
+    datasets.build("maze2d-umaze", "umaze", n_transitions=5000, log=lambda m: None)
+    path = _write(tmp_path, MULTI)
+    s = sweep.load(path)
+    base, var = s.cells
+    assert (var.tasks, var.acting, var.trained) == ("sampled", (), base)
+    assert var.path(tmp_path / "runs").name.endswith("-seeds2-sampled-tasks.json")
+    _run_cli(path, tmp_path)
+    ev = json.loads(var.path(tmp_path / "runs").read_text())
+    trained = json.loads(base.path(tmp_path / "runs").read_text())
+    assert ev["tasks"] == "sampled" and ev["acting"] == {}
+    assert [f["trained_score"] for f in ev["final"]] == [f["score"] for f in trained["final"]]
+    md = leaderboard.write(s, tmp_path / "runs", tmp_path / "out", reps=100)[0]
+    assert f"| BC (Multi2D) | BC ({trained['config_hash']}) | a task (goal) sampled per " \
+           "episode |" in md
+    assert "its difference is a change of task, not of acting" in md
+    # on an env without tasks: refused before anything runs
+    bandit = _write(tmp_path, ACTING.replace('set = { eval_sample = true }',
+                                             'tasks = "sampled"'), "b.toml")
+    with pytest.raises(sweep.SweepError, match="has no task parameters to draw") as e:
+        _run_cli(bandit, tmp_path)
+    assert "\n" not in str(e.value)
+    assert not list((tmp_path / "runs").glob("bc/jaxrl_bandit*"))
 
 
 def test_an_acting_variant_without_its_trained_cell_is_refused(tmp_path):
