@@ -377,6 +377,14 @@ steps = 4
 set = { eval_every = 4, eval_episodes = 1, batch_size = 16, horizon = 8, diffusion = { T = 4, steps = 2, width = 16, depth = 1 }, inv_hidden = 16 }
 act = [{ label = "Decision Diffuser (fast, w 0)", set = { guidance_w = 0.0 } },
        { label = "Decision Diffuser (fast, DDIM-1)", set = { diffusion = { steps = 1 } } }]
+
+[[group]]
+algos = ["decision_diffuser_fast"]
+label = "Other"
+datasets = ["jaxrl/pendulum/medium-expert-v0"]
+seeds = 3
+steps = 4
+set = { eval_every = 4, eval_episodes = 1, batch_size = 8, horizon = 8, diffusion = { T = 4, steps = 2, width = 16, depth = 1 }, inv_hidden = 16 }
 """
 
 
@@ -406,5 +414,7 @@ def test_guidance_claim_end_to_end_on_a_tiny_budget(tmp_path):
     closed = guidance.closed_loop(sw, tmp_path / "runs", cell)
     rows = {r["label"]: r["scores"] for r in leaderboard.collect(sw, tmp_path / "runs")}
     assert list(closed) == [0.0, 1.2]
+    other = next(c for c in sw.cells if c.label == "Other")          # not the claim's: not run
+    assert not other.path(tmp_path / "runs").exists()
     np.testing.assert_array_equal(closed[1.2], rows[guidance.PLANNER])
     np.testing.assert_array_equal(closed[0.0], rows["Decision Diffuser (fast, w 0)"])

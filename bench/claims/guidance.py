@@ -136,7 +136,10 @@ def run(runs: Path, out: Path, log: Callable[[str], None] = print, sweep_name: s
     authors = config.guidance_w
     if authors not in weights or 0.0 not in weights:
         raise ValueError(f"weights must include 0 and the preset's {authors:g}")
-    sweep.run(sw, runs=runs, log=log)
+    # the planner's cell and its variants (the sweep's other cells answer other questions)
+    sweep.run(dataclasses.replace(sw, cells=tuple(c for c in sw.cells
+                                                  if c.trained.label == PLANNER)),
+              runs=runs, log=log)
     result, trained = train.run(cell.algo, cell.dataset, cell.seeds, steps=cell.steps,
                                 overrides=cell.sets, out=runs, log=log, return_state=True,
                                 typed=True)
