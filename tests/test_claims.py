@@ -418,3 +418,40 @@ def test_guidance_claim_end_to_end_on_a_tiny_budget(tmp_path):
     assert not other.path(tmp_path / "runs").exists()
     np.testing.assert_array_equal(closed[1.2], rows[guidance.PLANNER])
     np.testing.assert_array_equal(closed[0.0], rows["Decision Diffuser (fast, w 0)"])
+
+
+BACKBONE_SWEEP = """
+[[group]]
+algos = ["decision_diffuser_fast"]
+datasets = ["jaxrl/pendulum/medium-expert-v0"]
+seeds = 3
+steps = 4
+set = { eval_every = 4, eval_episodes = 1, batch_size = 16, horizon = 8, diffusion = { T = 4, steps = 2, width = 16, depth = 1 }, inv_hidden = 16 }
+
+[[group]]
+algos = ["decision_diffuser_fast"]
+label = "Decision Diffuser (fast, U-Net)"
+datasets = ["jaxrl/pendulum/medium-expert-v0"]
+seeds = 3
+steps = 4
+set = { eval_every = 4, eval_episodes = 1, batch_size = 16, horizon = 8, diffusion = { T = 4, steps = 2, backbone = "unet", width = 8, mults = [1, 2] }, inv_hidden = 16 }
+"""
+
+
+@pytest.mark.slow
+def test_backbone_claim_end_to_end_on_a_tiny_budget(tmp_path, monkeypatch):
+    from bench.claims import backbone, guidance
+
+    monkeypatch.setattr(guidance, "SAMPLES", 8)
+    sweep_file = tmp_path / "tiny.toml"
+    sweep_file.write_text(BACKBONE_SWEEP)
+    f = backbone.run(tmp_path / "runs", tmp_path, log=lambda m: None,
+                     sweep_name=str(sweep_file), starts=2)
+    assert len(f.tests) == 2 and f.verdict in claims.VERDICTS
+    for t in f.tests:
+        assert 0 <= t.lo <= t.estimate <= t.hi <= 1
+    assert f.tests[0].name == "Pendulum-v1, DiT vs U-Net (3 vs 3 seeds)"
+    assert f.tests[1].name.endswith("2 starts x 8 plans")
+    assert re.search(r"Decision Diffuser \(fast, U-Net\): closed-loop score -?\d+\.\d ± "
+                     r"\d+\.\d, plan consistency error \d\.\d+", f.notes)
+    assert Path(f.figure).stat().st_size > 10_000

@@ -17,7 +17,8 @@ import importlib
 from pathlib import Path
 from typing import Callable, List, Optional
 
-CLAIMS = ("expressiveness", "scarcity", "compounding", "online", "long_horizon", "guidance")
+CLAIMS = ("expressiveness", "scarcity", "compounding", "online", "long_horizon", "guidance",
+          "backbone")
 VERDICTS = ("supported", "not supported", "inconclusive")
 
 

@@ -124,11 +124,36 @@ def closed_loop(sw, runs: Path, cell) -> Dict[float, np.ndarray]:
     return dict(sorted(out.items()))
 
 
+def measured(cell, runs: Path, weights, starts: int = STARTS,
+             log: Callable[[str], None] = print):
+    """A planner cell trained (or restored: `bench.train.run`) and its plans measured from
+    `starts` held-out starts at each weight: `(results, dataset, (return, diversity,
+    consistency))`, each `(seeds, weights)`."""
+    import envs
+    from bench import train
+    from envs import datasets
+
+    result, trained = train.run(cell.algo, cell.dataset, cell.seeds, steps=cell.steps,
+                                overrides=cell.sets, out=runs, log=log, return_state=True,
+                                typed=True)
+    config = cell.config()
+    data = datasets.load(cell.dataset)
+    env = envs.make(data.env_id)
+    obs_std = jnp.asarray(np.asarray(data.transitions["obs"], np.float32).std(0) + 1e-6)
+    keys = jax.random.split(jax.random.PRNGKey(HELD_OUT_KEY), starts + 1)
+    start_obs = jax.vmap(lambda k: env.reset(k)[0])(keys[1:])
+    w = jnp.asarray(weights, jnp.float32)
+    log(f"{cell.label}: {cell.seeds} seeds x {starts} starts x {SAMPLES} plans at w = "
+        f"{', '.join(f'{x:g}' for x in weights)}")
+    per_seed = jax.jit(jax.vmap(lambda s, k: measure(s, config, env, start_obs, w, k,
+                                                     obs_std)))
+    out = per_seed(trained.algo, jax.random.split(keys[0], cell.seeds))
+    return result, data, tuple(np.asarray(x) for x in out)
+
+
 def run(runs: Path, out: Path, log: Callable[[str], None] = print, sweep_name: str = SWEEP,
         starts: int = STARTS, weights=WEIGHTS) -> Finding:
-    import envs
-    from bench import leaderboard, sweep, train
-    from envs import datasets
+    from bench import leaderboard, sweep
 
     sw = sweep.load(sweep_name)
     cell = next(c for c in sw.cells if c.label == PLANNER)
@@ -140,22 +165,8 @@ def run(runs: Path, out: Path, log: Callable[[str], None] = print, sweep_name: s
     sweep.run(dataclasses.replace(sw, cells=tuple(c for c in sw.cells
                                                   if c.trained.label == PLANNER)),
               runs=runs, log=log)
-    result, trained = train.run(cell.algo, cell.dataset, cell.seeds, steps=cell.steps,
-                                overrides=cell.sets, out=runs, log=log, return_state=True,
-                                typed=True)
-    data = datasets.load(cell.dataset)
-    env = envs.make(data.env_id)
-    obs_std = jnp.asarray(np.asarray(data.transitions["obs"], np.float32).std(0) + 1e-6)
-    keys = jax.random.split(jax.random.PRNGKey(HELD_OUT_KEY), starts + 1)
-    start_obs = jax.vmap(lambda k: env.reset(k)[0])(keys[1:])
-    w = jnp.asarray(weights, jnp.float32)
+    result, data, (ret, div, cons) = measured(cell, runs, weights, starts, log)
     seeds = cell.seeds
-    log(f"guidance: {seeds} seeds x {starts} starts x {SAMPLES} plans at w = "
-        f"{', '.join(f'{x:g}' for x in weights)}")
-    per_seed = jax.jit(jax.vmap(lambda s, k: measure(s, config, env, start_obs, w, k,
-                                                     obs_std)))
-    ret, div, cons = (np.asarray(x) for x in per_seed(
-        trained.algo, jax.random.split(keys[0], seeds)))          # (seeds, weights)
     i0, ia = list(weights).index(0.0), list(weights).index(authors)
     t1 = stats.interval(stats.mean, {"return": ret[:, ia] - ret[:, i0]})
     t2 = stats.interval(stats.mean, {"diversity": div[:, i0] - div[:, ia]})
