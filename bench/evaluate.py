@@ -84,7 +84,7 @@ def change_of(evaluation: dict) -> str:
     """What an evaluation changed from the cell as trained, in words."""
     text = change_text(evaluation["acting"])
     if tasks_of(evaluation) == "sampled":
-        text = ", ".join(t for t in (text, "a task (goal) sampled per episode") if t)
+        text = ", ".join(t for t in (text, "a task sampled per episode") if t)
     return text
 
 

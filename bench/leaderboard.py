@@ -39,7 +39,7 @@ def collect(sweep: Sweep, runs: Path) -> List[dict]:
         row = {"label": c.label, "algo": c.algo, "dataset": c.dataset, "task": c.task,
                "seeds": c.seeds, "steps": c.config().steps,
                "config_hash": c.trained.path(runs).stem, "file": _shown_path(path),
-               "acting": c.change if c.is_acting else "",
+               "acting": c.change if c.is_acting else "", "tasks": c.tasks,
                "trained_label": c.trained_label or ""}
         if not path.exists():
             rows.append({**row, "status": "not run", "scores": []})
@@ -109,7 +109,9 @@ def scores_by_task(rows: List[dict]) -> Dict[str, Dict[str, np.ndarray]]:
 
 
 def scores_by_method(rows: List[dict], datasets: List[str]) -> Dict[str, Dict[str, np.ndarray]]:
-    """`{method: {task: finite scores}}` for the methods with results on every task."""
+    """`{method: {task: finite scores}}` for the methods with results on every task, in the
+    env id's own task (a variant that samples a task per episode plays other tasks)."""
+    rows = [r for r in rows if r.get("tasks", "default") == "default"]
     return {label: {ds: tasks[ds] for ds in datasets}
             for label, tasks in scores_by_task(rows).items()
             if all(ds in tasks for ds in datasets)}
@@ -179,7 +181,9 @@ def markdown(sweep: Sweep, rows, aggs, pois) -> str:
     done = [r for r in rows if r["status"] == "done"]
     hw = sorted({r["hardware"] for r in done})
     missing = [r for r in rows if r["status"] != "done"]
-    left_out = [lb for lb in sweep.labels if lb not in {a["label"] for a in aggs}]
+    sampled = list(dict.fromkeys(c.label for c in sweep.cells if c.tasks != "default"))
+    left_out = [lb for lb in sweep.labels if lb not in {a["label"] for a in aggs}
+                and lb not in sampled]
     per_task = [("dataset", lambda r: r["dataset"]), ("method", lambda r: r["label"]),
                 ("normalised score", _score),
                 ("best during training",
@@ -213,6 +217,9 @@ def markdown(sweep: Sweep, rows, aggs, pois) -> str:
         lines += [markdown_table(aggs, agg_cols), ""]
     else:
         lines += ["No method has results on every task yet.", ""]
+    if sampled:
+        lines += [f"Not in the aggregates (a task sampled per episode: other tasks than the "
+                  f"dataset's env id's): {', '.join(sampled)}.", ""]
     if left_out:
         lines += [f"Not in the aggregates (no results on every task): {', '.join(left_out)}.",
                   ""]

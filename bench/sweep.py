@@ -257,6 +257,9 @@ def _group_cells(g: dict, where: str) -> List[Cell]:
                     act = var.act_config()
                 except ConfigError as e:
                     raise SweepError(f"{where}: {a} on {ds}: {e}") from None
+                if tasks == "sampled" and not _has_tasks(ds):
+                    raise SweepError(f"{where}: act tasks = \"sampled\": {ds}'s env has no "
+                                     "task parameters to draw (Maze2D's goal is one)")
                 if act == cell.config() and tasks == "default":
                     raise SweepError(f"{where}: act {change}: {a} on {ds} already acts so as "
                                      "trained; give a change")
@@ -266,6 +269,16 @@ def _group_cells(g: dict, where: str) -> List[Cell]:
                 made[act, tasks] = change
                 cells.append(var)
     return cells
+
+
+def _has_tasks(dataset_id: str) -> bool:
+    """Whether the env of one of our dataset ids has task parameters; True for a dataset we do
+    not know by name (its env is checked before the sweep runs anything)."""
+    import envs
+    from envs.datasets.builder import all_specs
+
+    spec = all_specs().get(dataset_id)
+    return spec is None or envs.make(spec.env_id).tasks is not None
 
 
 def _acting(g: dict, where: str):

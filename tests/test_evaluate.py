@@ -245,7 +245,7 @@ def test_sampled_tasks_from_the_cli_are_recorded_and_kept_apart(tmp_path, monkey
     assert [f["return"] for f in multi["final"]] != [f["return"] for f in plain["final"]]
     table = (files[0].parent / "README.md").read_text()
     assert "| (none) | 2 x 2 |" in table
-    assert "| a task (goal) sampled per episode | 2 x 2 |" in table
+    assert "| a task sampled per episode | 2 x 2 |" in table
     assert "a change of task, not of acting" in table
     capsys.readouterr()
     assert cli.main(args + ["--tasks", "sampled"]) == 0            # finished: kept apart

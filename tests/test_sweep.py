@@ -311,9 +311,8 @@ def test_an_acting_variant_evaluates_the_trained_cell_and_is_paired_with_it(tmp_
                                   "acts as act eval_sample=True does; give the change once"),
     ("act = [{ tasks = 'all' }]", "act tasks = 'all': one of 'default', 'sampled'"),
     ("act = [{ tasks = 'default' }]", "'act' is a list of { label"),
-    ("act = [{ label = 'A', tasks = 'sampled' }, { label = 'B', tasks = 'sampled' }]",
-     "act a task (goal) sampled per episode: bc on jaxrl/bandit/multimodal-v0 acts as act a "
-     "task (goal) sampled per episode does; give the change once"),
+    ("act = [{ label = 'A', tasks = 'sampled' }]", "act tasks = \"sampled\": "
+     "jaxrl/bandit/multimodal-v0's env has no task parameters to draw"),
     ("act = [{ label = 'BC2', set = { eval_sample = true } }]\n[[group]]\nalgos = ['bc']\n"
      "label = 'BC2'\ndatasets = ['jaxrl/pendulum/medium-expert-v0']\nseeds = 2\n",
      "label 'BC2' names both an acting variant and a trained cell"),
@@ -352,16 +351,32 @@ def test_a_sampled_task_variant_evaluates_the_trained_cell_with_a_goal_per_episo
     assert ev["tasks"] == "sampled" and ev["acting"] == {}
     assert [f["trained_score"] for f in ev["final"]] == [f["score"] for f in trained["final"]]
     md = leaderboard.write(s, tmp_path / "runs", tmp_path / "out", reps=100)[0]
-    assert f"| BC (Multi2D) | BC ({trained['config_hash']}) | a task (goal) sampled per " \
+    assert f"| BC (Multi2D) | BC ({trained['config_hash']}) | a task sampled per " \
            "episode |" in md
     assert "its difference is a change of task, not of acting" in md
-    # on an env without tasks: refused before anything runs
+    assert "Not in the aggregates (a task sampled per episode: other tasks than the " \
+           "dataset's env id's): BC (Multi2D)." in md and "| BC (Multi2D) | 1 |" not in md
+    again = []
+    _run_cli(path, tmp_path, again.append)                 # found: nothing evaluated again
+    assert any("2 finished, 0 to run" in m for m in again), again
+    # a change with and without a task per episode are two variants; the same one twice is
+    # one line
+    two = sweep.load(_write(tmp_path, MULTI.replace(
+        'act = [{ label = "BC (Multi2D)", tasks = "sampled" }]',
+        'act = [{ set = { eval_sample = true } }, '
+        '{ set = { eval_sample = true }, tasks = "sampled" }]'), "two.toml"))
+    assert [c.label for c in two.cells] == [
+        "BC", "BC (eval_sample=True)", "BC (eval_sample=True, a task sampled per episode)"]
+    with pytest.raises(sweep.SweepError, match="acts as act a task sampled per episode does"):
+        sweep.load(_write(tmp_path, MULTI.replace(
+            '"BC (Multi2D)", tasks = "sampled" }', '"A", tasks = "sampled" }, '
+            '{ label = "B", tasks = "sampled" }'), "dup.toml"))
+    # on an env without tasks: refused when the file is loaded
     bandit = _write(tmp_path, ACTING.replace('set = { eval_sample = true }',
                                              'tasks = "sampled"'), "b.toml")
     with pytest.raises(sweep.SweepError, match="has no task parameters to draw") as e:
-        _run_cli(bandit, tmp_path)
+        sweep.load(bandit)
     assert "\n" not in str(e.value)
-    assert not list((tmp_path / "runs").glob("bc/jaxrl_bandit*"))
 
 
 def test_an_acting_variant_without_its_trained_cell_is_refused(tmp_path):

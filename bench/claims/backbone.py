@@ -42,17 +42,19 @@ def run(runs: Path, out: Path, log: Callable[[str], None] = print, sweep_name: s
     sw = sweep.load(sweep_name)
     cells = {lb: next(c for c in sw.cells if c.label == lb) for lb in (TRANSFORMER, UNET)}
     w = cells[TRANSFORMER].config().guidance_w
-    if cells[UNET].config().guidance_w != w:
-        raise ValueError("the two backbones must plan at the same guidance weight")
-    sweep.run(dataclasses.replace(sw, cells=tuple(cells.values())), runs=runs, log=log)
+    a, b = cells.values()
+    if (b.config().guidance_w, b.dataset, b.seeds) != (w, a.dataset, a.seeds):
+        raise ValueError("the two backbones must plan at one guidance weight, on one dataset, "
+                         "with as many seeds")
+    sub = dataclasses.replace(sw, cells=tuple(cells.values()))
+    sweep.run(sub, runs=runs, log=log)
     scores = {r["label"]: np.asarray(r["scores"], float)
-              for r in leaderboard.collect(sw, runs)
-              if r["label"] in cells and r["status"] == "done"}
+              for r in leaderboard.collect(sub, runs) if r["status"] == "done"}
     plans = {}
     for lb, c in cells.items():
-        result, data, (ret, div, cons) = guidance.measured(c, runs, (w,), starts, log)
+        result, data, (ret, div, cons), n = guidance.measured(c, runs, (w,), starts, log)
         plans[lb] = {"return": ret[:, 0], "diversity": div[:, 0], "consistency": cons[:, 0],
-                     "config_hash": result["config_hash"]}
+                     "config_hash": result["config_hash"], "params": n}
     t1 = stats.improvement_interval({"score": scores[TRANSFORMER]}, {"score": scores[UNET]})
     t2 = stats.improvement_interval({"consistency": -plans[TRANSFORMER]["consistency"]},
                                     {"consistency": -plans[UNET]["consistency"]})
@@ -72,8 +74,9 @@ def run(runs: Path, out: Path, log: Callable[[str], None] = print, sweep_name: s
              f"with its DiT (width {spec[TRANSFORMER].width}, depth {spec[TRANSFORMER].depth}; "
              f"results `{plans[TRANSFORMER]['config_hash']}`) and with a U-Net (width "
              f"{spec[UNET].width}, mults {tuple(spec[UNET].mults)}; results "
-             f"`{plans[UNET]['config_hash']}`) at the same parameter count (the sweep file "
-             f"gives both counts), everything else equal. Open loop: the `guidance` claim's "
+             f"`{plans[UNET]['config_hash']}`), {plans[TRANSFORMER]['params']:,d} and "
+             f"{plans[UNET]['params']:,d} denoiser parameters, everything else equal. Open "
+             f"loop: the `guidance` claim's "
              f"{starts} held-out starts and {guidance.SAMPLES} plans per start at the preset's "
              f"w {w:g}.")
     notes = "Means over seeds: " + "; ".join(
@@ -101,8 +104,9 @@ def figure(scores, plans, path: Path) -> Path:
             ax.plot(np.full(len(v), i), v, "k.", ms=4)
         ax.set_xticks(range(len(by)), ["DiT" if lb == TRANSFORMER else "U-Net" for lb in by])
         ax.set_ylabel(label, fontsize=8)
-    fig.suptitle("Decision Diffuser (fast), DiT vs U-Net at ~0.59M parameters (bars: mean; "
-                 "dots: seeds)", fontsize=8)
+    fig.suptitle("Decision Diffuser (fast), DiT vs U-Net, "
+                 + " vs ".join(f"{p['params']:,d}" for p in plans.values())
+                 + " denoiser parameters (bars: mean; dots: seeds)", fontsize=8)
     fig.tight_layout()
     sysinfo.save_figure(fig, path)
     return path

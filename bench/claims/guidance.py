@@ -128,7 +128,7 @@ def measured(cell, runs: Path, weights, starts: int = STARTS,
              log: Callable[[str], None] = print):
     """A planner cell trained (or restored: `bench.train.run`) and its plans measured from
     `starts` held-out starts at each weight: `(results, dataset, (return, diversity,
-    consistency))`, each `(seeds, weights)`."""
+    consistency))`, each `(seeds, weights)`, and its denoiser's parameter count."""
     import envs
     from bench import train
     from envs import datasets
@@ -148,7 +148,9 @@ def measured(cell, runs: Path, weights, starts: int = STARTS,
     per_seed = jax.jit(jax.vmap(lambda s, k: measure(s, config, env, start_obs, w, k,
                                                      obs_std)))
     out = per_seed(trained.algo, jax.random.split(keys[0], cell.seeds))
-    return result, data, tuple(np.asarray(x) for x in out)
+    n_params = sum(int(np.prod(x.shape[1:])) for x in
+                   jax.tree_util.tree_leaves(trained.algo.params["denoiser"]))
+    return result, data, tuple(np.asarray(x) for x in out), n_params
 
 
 def run(runs: Path, out: Path, log: Callable[[str], None] = print, sweep_name: str = SWEEP,
@@ -165,7 +167,7 @@ def run(runs: Path, out: Path, log: Callable[[str], None] = print, sweep_name: s
     sweep.run(dataclasses.replace(sw, cells=tuple(c for c in sw.cells
                                                   if c.trained.label == PLANNER)),
               runs=runs, log=log)
-    result, data, (ret, div, cons) = measured(cell, runs, weights, starts, log)
+    result, data, (ret, div, cons), _ = measured(cell, runs, weights, starts, log)
     seeds = cell.seeds
     i0, ia = list(weights).index(0.0), list(weights).index(authors)
     t1 = stats.interval(stats.mean, {"return": ret[:, ia] - ret[:, i0]})

@@ -99,7 +99,9 @@ def run(runs: Path, out: Path, log: Callable[[str], None] = print,
              f"evaluation over {_values(c.config().eval_episodes for c in trained)} episodes, "
              f"each from a random start cell to the layout's fixed goal (D4RL's single-task "
              f"Maze2D, the paper's setting; the model-free policies see no goal, and with one "
-             f"fixed goal they need none). {budget}; it plans once per episode "
+             f"fixed goal they need none; a Multi2D row, where shown, is Diffuser's trained "
+             f"models with a goal drawn per episode, in the notes and figure only). {budget}; "
+             f"it plans once per episode "
              f"and tracks the plan with the authors' controller. MPC replans every step over "
              f"a short horizon with the learned ensemble. A test needs {MIN_SEEDS} seeds a "
              f"side that did not diverge.")
