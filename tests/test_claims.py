@@ -368,14 +368,15 @@ def test_guidance_measures_return_diversity_and_consistency_per_weight(random_pe
     assert np.all(np.asarray(hot) > 1e-3), hot
 
 
-GUIDANCE_SWEEP = """
+DD_GROUP = """
 [[group]]
 algos = ["decision_diffuser_fast"]
 datasets = ["jaxrl/pendulum/medium-expert-v0"]
 seeds = 3
 steps = 4
 set = { eval_every = 4, eval_episodes = 1, batch_size = 16, horizon = 8, diffusion = { T = 4, steps = 2, width = 16, depth = 1 }, inv_hidden = 16 }
-act = [{ label = "Decision Diffuser (fast, w 0)", set = { guidance_w = 0.0 } },
+"""
+GUIDANCE_SWEEP = DD_GROUP + """act = [{ label = "Decision Diffuser (fast, w 0)", set = { guidance_w = 0.0 } },
        { label = "Decision Diffuser (fast, DDIM-1)", set = { diffusion = { steps = 1 } } }]
 
 [[group]]
@@ -420,14 +421,7 @@ def test_guidance_claim_end_to_end_on_a_tiny_budget(tmp_path):
     np.testing.assert_array_equal(closed[0.0], rows["Decision Diffuser (fast, w 0)"])
 
 
-BACKBONE_SWEEP = """
-[[group]]
-algos = ["decision_diffuser_fast"]
-datasets = ["jaxrl/pendulum/medium-expert-v0"]
-seeds = 3
-steps = 4
-set = { eval_every = 4, eval_episodes = 1, batch_size = 16, horizon = 8, diffusion = { T = 4, steps = 2, width = 16, depth = 1 }, inv_hidden = 16 }
-
+BACKBONE_SWEEP = DD_GROUP + """
 [[group]]
 algos = ["decision_diffuser_fast"]
 label = "Decision Diffuser (fast, U-Net)"
