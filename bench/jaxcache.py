@@ -20,21 +20,17 @@ def enable(path=None):
 
 
 @contextlib.contextmanager
-def off():
-    """The persistent cache off for the compiles inside, back as it was after. Computing the
-    cache key of some executables (jax serialises the whole module to hash it) overflows a
-    stack inside libjax_common.so: measured with the claims' plan measurements
-    (`bench/claims/guidance.py`) on jax 0.9.2, a segfault at one address every time the cache
-    was on (with its writes skipped too, and under `ulimit -s 65536`), never with it off. The
-    tests turn the cache off for what is likely the same crash (tests/conftest.py)."""
+def not_written():
+    """Compiles inside are not written to the persistent cache. Writing some executables
+    segfaults inside jax's `compilation_cache.put_executable_and_time` (a stack overflow in
+    libjax_common.so, the same address every time: measured with the claims' plan measurements
+    of `bench/claims/guidance.py` on jax 0.9.2; raising `ulimit -s` does not help); the
+    tests turn the cache off for the same reason (tests/conftest.py)."""
     import jax
-    from jax.experimental.compilation_cache import compilation_cache
 
-    was = jax.config.jax_enable_compilation_cache
-    jax.config.update("jax_enable_compilation_cache", False)
-    compilation_cache.reset_cache()        # jax memoises whether the cache is used
+    was = jax.config.jax_persistent_cache_min_compile_time_secs
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", float("inf"))
     try:
         yield
     finally:
-        jax.config.update("jax_enable_compilation_cache", was)
-        compilation_cache.reset_cache()
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", was)

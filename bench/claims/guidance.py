@@ -148,7 +148,7 @@ def measured(cell, runs: Path, weights, starts: int = STARTS,
     per_seed = jax.jit(jax.vmap(lambda s, k: measure(s, config, env, start_obs, w, k,
                                                      obs_std)))
     seed_keys = jax.random.split(keys[0], cell.seeds)
-    with jaxcache.off():   # hashing this executable for the cache segfaults (jaxcache.off)
+    with jaxcache.not_written():   # writing this executable to the cache segfaults
         compiled = per_seed.lower(trained.algo, seed_keys).compile()
     out = compiled(trained.algo, seed_keys)
     n_params = sum(int(np.prod(x.shape[1:])) for x in
