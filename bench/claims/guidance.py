@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bench import jaxcache, stats, sysinfo
+from bench import stats, sysinfo
 from bench.claims import Finding, Test
 
 TITLE = "Guidance strength: the return of a planner's samples vs their diversity"
@@ -147,10 +147,7 @@ def measured(cell, runs: Path, weights, starts: int = STARTS,
         f"{', '.join(f'{x:g}' for x in weights)}")
     per_seed = jax.jit(jax.vmap(lambda s, k: measure(s, config, env, start_obs, w, k,
                                                      obs_std)))
-    seed_keys = jax.random.split(keys[0], cell.seeds)
-    with jaxcache.not_written():   # writing this executable to the cache segfaults
-        compiled = per_seed.lower(trained.algo, seed_keys).compile()
-    out = compiled(trained.algo, seed_keys)
+    out = per_seed(trained.algo, jax.random.split(keys[0], cell.seeds))
     n_params = sum(int(np.prod(x.shape[1:])) for x in
                    jax.tree_util.tree_leaves(trained.algo.params["denoiser"]))
     return result, data, tuple(np.asarray(x) for x in out), n_params
