@@ -39,7 +39,7 @@ def collect(sweep: Sweep, runs: Path) -> List[dict]:
         row = {"label": c.label, "algo": c.algo, "dataset": c.dataset, "task": c.task,
                "seeds": c.seeds, "steps": c.config().steps,
                "config_hash": c.trained.path(runs).stem, "file": _shown_path(path),
-               "acting": c.change if c.is_acting else "", "tasks": c.tasks,
+               "acting": c.change if c.is_acting else "", "episode_tasks": c.tasks,
                "trained_label": c.trained_label or ""}
         if not path.exists():
             rows.append({**row, "status": "not run", "scores": []})
@@ -111,7 +111,7 @@ def scores_by_task(rows: List[dict]) -> Dict[str, Dict[str, np.ndarray]]:
 def scores_by_method(rows: List[dict], datasets: List[str]) -> Dict[str, Dict[str, np.ndarray]]:
     """`{method: {task: finite scores}}` for the methods with results on every task, in the
     env id's own task (a variant that samples a task per episode plays other tasks)."""
-    rows = [r for r in rows if r.get("tasks", "default") == "default"]
+    rows = [r for r in rows if r.get("episode_tasks", "default") == "default"]
     return {label: {ds: tasks[ds] for ds in datasets}
             for label, tasks in scores_by_task(rows).items()
             if all(ds in tasks for ds in datasets)}
