@@ -80,6 +80,14 @@ def tasks_of(evaluation: dict) -> str:
     return evaluation.get("tasks", "default")
 
 
+def require_tasks(env_id, has_tasks: bool, flag: str, fix: str = "") -> None:
+    """One line unless the env `env_id` has task parameters to draw (`flag`: the option that
+    asked, `fix`: what to do instead)."""
+    if not has_tasks:
+        raise ConfigError(f"{flag}: {env_id} has no task parameters to draw (Maze2D's goal is "
+                          f"one){fix}")
+
+
 def change_of(evaluation: dict) -> str:
     """What an evaluation changed from the cell as trained, in words."""
     text = change_text(evaluation["acting"])
@@ -265,13 +273,14 @@ def evaluate(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None
     if tasks not in TASKS:
         raise ConfigError(f"--tasks {tasks}: one of {', '.join(TASKS)}")
     bench_train.check_kind(algo, dataset_id)
+    dataset = None
     if tasks == "sampled":   # before anything else: no training would make it possible
         import envs
 
-        env_id = bench_train.load_source(dataset_id).env_id
-        if env_id is None or envs.make(env_id).tasks is None:
-            raise ConfigError(f"--tasks sampled: {env_id} has no task parameters to draw "
-                              "(Maze2D's goal is one); evaluate it without --tasks")
+        dataset = bench_train.load_source(dataset_id)
+        env_id = dataset.env_id
+        require_tasks(env_id, env_id is not None and envs.make(env_id).tasks is not None,
+                      "--tasks sampled", "; evaluate it without --tasks")
     config = bench_train.make_config(algo, steps, overrides, dataset_id, typed)
     act = acting_config(algo, config, acting, episodes, typed)
     name = bench_train.cell_name(algo, dataset_id, config)
@@ -288,7 +297,8 @@ def evaluate(algo: str, dataset_id: str, seeds: int, steps: Optional[int] = None
                                   checkpoints, typed, out_note)   # before anything compiles
     periods = config.steps // config.eval_every
     retrain = _train_command(algo, dataset_id, seeds, steps, overrides) + out_note
-    dataset = bench_train.load_source(dataset_id)
+    if dataset is None:   # loaded once
+        dataset = bench_train.load_source(dataset_id)
     # Built with the acting config: its state has the trained cell's structure (acting fields
     # never shape the state; the checkpoint's digest would refuse one that differs), so it is
     # the checkpoint's template and its policy acts.

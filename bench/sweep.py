@@ -508,9 +508,9 @@ def run(sweep: Sweep, runs: Path = train.RUNS, checkpoints: Optional[Path] = Non
             try:
                 env, *_ = train.preflight(c.algo, loaded[c.dataset], c.seeds,
                                           c.act_config() if c.is_acting else c.config())
-                if c.tasks == "sampled" and env.tasks is None:
-                    raise ConfigError(f"tasks = \"sampled\": {env.env_id} has no task "
-                                      "parameters to draw (Maze2D's goal is one)")
+                if c.tasks == "sampled":
+                    evaluate.require_tasks(env.env_id, env.tasks is not None,
+                                           'tasks = "sampled"')
                 if c.is_acting and c.trained not in todo:   # trained: its checkpoint is here
                     evaluate.trained_checkpoint(c.algo, c.dataset, c.seeds, c.steps, c.sets,
                                                 hashes[c.dataset], checkpoints, True,
