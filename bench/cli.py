@@ -137,6 +137,24 @@ def cmd_data_agent(args):
         raise UserError(f"{args.env} has no behaviour-agent recipe; envs with one: "
                         f"{', '.join(behaviour.RECIPES)}")
     recipe = behaviour.RECIPES[env.env_id]
+    if (args.unscored_to or args.score_from) and isinstance(recipe, behaviour.SACRecipe):
+        raise UserError(f"--unscored-to and --score-from are for PPO agents; {env.env_id}'s "
+                        "recipe is SAC (its training resumes from a checkpoint instead)")
+    if args.unscored_to and args.score_from:
+        raise UserError("give --unscored-to (train here) or --score-from (score here), not both")
+    if args.unscored_to:
+        agent = behaviour.train_ppo(env, args.seed, unscored_to=Path(args.unscored_to))
+        print(f"{behaviour.agent_path(Path(args.unscored_to), env.env_id, args.seed, recipe)}: "
+              f"{len(agent.steps)} unscored snapshots; score them where the datasets are built "
+              f"with `python -m bench data agent --env {env.env_id} --score-from DIR`")
+        return
+    if args.score_from:
+        agent = behaviour.score_agent(env, Path(args.score_from), args.seed)
+        path = behaviour.save_agent(behaviour.REPO_AGENTS, agent, args.seed, recipe)
+        print(f"{path} (and .json): {len(agent.steps)} snapshots scored here, best return "
+              f"{max(agent.returns):.1f}; commit it, and rebuild the datasets with `python -m "
+              "bench data build --force ...`")
+        return
     committed = None if args.retrain else behaviour.load_agent(
         behaviour.REPO_AGENTS, env.env_id, args.seed, recipe)  # --retrain repairs a bad one
     if committed is not None:
@@ -399,6 +417,12 @@ def parser():
     ag.add_argument("--retrain", action="store_true",
                     help="train again, from the start, even if the repo or this datasets root "
                     "has one")
+    ag.add_argument("--unscored-to", metavar="DIR",
+                    help="PPO only: train, writing the snapshots to DIR as they come, and "
+                    "score none (a GPU machine trains; this one scores with --score-from)")
+    ag.add_argument("--score-from", metavar="DIR",
+                    help="PPO only: score the snapshots of the agent in DIR (from "
+                    "--unscored-to) here, and write the agent to envs/datasets/agents/")
     ag.set_defaults(fn=cmd_data_agent)
     sp = sub.add_parser("speed", help="throughput benchmarks (compile cache off)")
     sp.add_argument("what", choices=["diffusion", "policies", "planners", "synther"])

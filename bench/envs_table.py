@@ -45,8 +45,10 @@ def env_rows(measure_refs=False, batches=(1, 256), log=print, ids=None):
                "ref_min_score": s.ref_min_score, "ref_max_score": s.ref_max_score,
                "state_from_obs": s.state_from_obs}
         for b in batches:
-            log(f"measuring {env_id} at batch {b} ...")
+            t0 = time.perf_counter()
             row[f"steps_per_s_{b}"] = steps_per_second(env, b)
+            log(f"{env_id} at batch {b}: {row[f'steps_per_s_{b}']:,.0f} env-steps/s "
+                f"({time.perf_counter() - t0:.0f} s with the compile)")
         if measure_refs:
             res = envs.evaluate(lambda obs, key, env=env: env.random_action(key), env,
                                 jax.random.PRNGKey(0), 1000)

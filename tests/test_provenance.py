@@ -300,6 +300,65 @@ def test_a_sac_agent_keeps_the_snapshots_its_levels_use(monkeypatch, tmp_path):
         datasets.build("Pendulum-v1", "expert", n_transitions=400, log=lambda m: None)
 
 
+TINY_PPO = behaviour.PPORecipe(num_timesteps=4_000, num_envs=8, batch_size=8,
+                               num_minibatches=4, unroll_length=8, num_updates_per_batch=1,
+                               num_evals=3, hidden=(8, 8))
+
+
+@pytest.mark.slow   # one compile of brax's PPO program and one of the scoring, ~40 s
+def test_a_ppo_agent_trains_on_one_machine_and_is_scored_on_another(monkeypatch, tmp_path,
+                                                                   capsys):
+    monkeypatch.setitem(behaviour.PPO_RECIPES, "Pendulum-v1", TINY_PPO)
+    monkeypatch.setitem(behaviour.RECIPES, "Pendulum-v1", TINY_PPO)
+    monkeypatch.setattr(behaviour, "REPO_AGENTS", tmp_path / "repo")
+    seen = []  # the files as each snapshot leaves them, as a training cut short would
+    real_save = behaviour.save_agent
+
+    def save(folder, agent, seed, recipe):
+        path = real_save(folder, agent, seed, recipe)
+        seen.append(json.loads(path.with_suffix(".json").read_text())["snapshot_env_steps"])
+        return path
+
+    monkeypatch.setattr(behaviour, "save_agent", save)
+    gpu = tmp_path / "gpu"
+    assert cli(["data", "agent", "--env", "Pendulum-v1", "--unscored-to", str(gpu)]) == 0
+    assert [len(s) for s in seen] == [1, 2, 3] and seen[-1][0] == 0
+    unscored = behaviour.load_agent(gpu, "Pendulum-v1", 0, TINY_PPO)
+    assert all(np.isnan(unscored.returns))
+    assert not (tmp_path / "repo").exists()
+    # the training machine is another one: its record must survive the scoring here
+    gpu_json = behaviour.agent_path(gpu, "Pendulum-v1", 0, TINY_PPO).with_suffix(".json")
+    trained = json.loads(gpu_json.read_text())
+    trained["trained_on"] = {"device_kind": "a GPU machine"}
+    gpu_json.write_text(json.dumps(trained))
+    assert cli(["data", "agent", "--env", "Pendulum-v1", "--score-from", str(gpu)]) == 0
+    assert "3 snapshots scored here" in capsys.readouterr().out
+    scored = behaviour.load_agent(tmp_path / "repo", "Pendulum-v1", 0, TINY_PPO)
+    # the same snapshots, now with this machine's evaluation of each
+    assert scored.sha256 == unscored.sha256 and scored.steps == unscored.steps
+    env = make("Pendulum-v1")
+    assert scored.returns == behaviour.score_snapshots(env, TINY_PPO, unscored.params, 0)
+    info = json.loads(behaviour.agent_path(tmp_path / "repo", "Pendulum-v1", 0, TINY_PPO)
+                      .with_suffix(".json").read_text())
+    from bench.sysinfo import hardware
+
+    assert info["trained_on"] == {"device_kind": "a GPU machine"}
+    assert info["versions"] == trained["versions"]
+    assert info["scored_on"] == hardware() and "jax" in info["scored_with"]
+
+
+def test_agent_split_flags_are_checked(tmp_path, capsys):
+    assert cli(["data", "agent", "--env", "mujoco/Hopper-v5", "--unscored-to",
+                str(tmp_path)]) == 2
+    _one_line(capsys, "for PPO agents", "recipe is SAC")
+    assert cli(["data", "agent", "--env", "Pendulum-v1", "--unscored-to", str(tmp_path),
+                "--score-from", str(tmp_path)]) == 2
+    _one_line(capsys, "not both")
+    assert cli(["data", "agent", "--env", "Pendulum-v1", "--score-from", str(tmp_path)]) == 2
+    _one_line(capsys, "no agent of Pendulum-v1", "Pendulum-v1-ppo-")
+    assert not list(tmp_path.iterdir())
+
+
 def test_ppo_datasets_come_from_the_committed_agent_and_are_reproducible(monkeypatch, tmp_path):
     pend = behaviour.PPO_RECIPES["Pendulum-v1"]
     sha = behaviour.load_agent(behaviour.REPO_AGENTS, "Pendulum-v1", 0, pend).sha256

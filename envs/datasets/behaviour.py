@@ -79,11 +79,13 @@ PPO_RECIPES = {
     # agent trained yet, see issue 15). Brax's halfcheetah PPO config (2048 envs, batch 512,
     # 32 minibatches, unroll 20, 8 updates per batch, discount 0.95, reward scale 1, entropy
     # 1e-3) at 20M env steps instead of its 50M; Walker2d reuses it with 4 updates per batch,
-    # discount 0.97 and reward scale 10 (Brax's notebook trains it with SAC); 128x128
-    # networks. Hopper-v5's agent is our SAC (`SAC_RECIPES`), which reaches an expert on the
-    # CPU.
+    # discount 0.97 and reward scale 10 (Brax's notebook trains it with SAC) and a snapshot
+    # every 1M env steps (21 evaluations); 128x128 networks. Hopper-v5's agent is our SAC
+    # (`SAC_RECIPES`), which reaches an expert on the CPU. On a GPU machine:
+    # `bash bench/reference/device_mujoco.sh Walker2d`.
     "mujoco/Walker2d-v5": PPORecipe(num_timesteps=20_000_000, num_envs=2048, batch_size=512,
-                                    num_minibatches=32, entropy_cost=1e-3, hidden=(128, 128)),
+                                    num_minibatches=32, entropy_cost=1e-3, num_evals=21,
+                                    hidden=(128, 128)),
     "mujoco/HalfCheetah-v5": PPORecipe(num_timesteps=20_000_000, num_envs=2048,
                                        batch_size=512, num_minibatches=32,
                                        num_updates_per_batch=8, discounting=0.95,
@@ -272,6 +274,8 @@ class TrainedAgent:
     train_seconds: float
     sha256: Optional[str] = None   # of the stored arrays (trained agents)
     source: str = ""               # where it came from: the repo, a datasets root, trained now
+    trained: Optional[dict] = None  # hardware and versions it trained with (None: here)
+    scored: Optional[dict] = None   # ... it was scored with, where not where it trained
 
 
 def _brax_env(env: Env):
@@ -318,8 +322,14 @@ def discard_training_state(env_id: str, seed: int) -> None:
         shutil.rmtree(sac_checkpoint(env_id, seed), ignore_errors=True)
 
 
-def train_ppo(env: Env, seed: int, log: Callable[[str], None] = print) -> TrainedAgent:
-    """Train the env's PPO recipe and score every snapshot in our env (nothing saved)."""
+def train_ppo(env: Env, seed: int, log: Callable[[str], None] = print,
+              unscored_to: Optional[Path] = None) -> TrainedAgent:
+    """Train the env's PPO recipe and score every snapshot in our env (nothing saved).
+
+    With `unscored_to`, nothing is scored: the agent's files are written to that folder
+    after every snapshot (returns NaN), so a training cut short keeps the snapshots it
+    reached. A GPU machine trains this way, and `score_agent` scores the snapshots on the
+    machine whose floats the datasets are built with."""
     from brax.training.agents.ppo import networks as ppo_networks
     from brax.training.agents.ppo import train as ppo
 
@@ -334,6 +344,10 @@ def train_ppo(env: Env, seed: int, log: Callable[[str], None] = print) -> Traine
 
     def keep(step, make_policy, params):
         snapshots.append((int(step), jax.device_get(params)))
+        if unscored_to is not None:
+            save_agent(unscored_to, TrainedAgent(
+                env.env_id, [s for s, _ in snapshots], [p for _, p in snapshots],
+                [float("nan")] * len(snapshots), time.time() - t0), seed, recipe)
 
     ppo.train(
         _brax_env(env), num_timesteps=recipe.num_timesteps, num_evals=recipe.num_evals,
@@ -348,8 +362,31 @@ def train_ppo(env: Env, seed: int, log: Callable[[str], None] = print) -> Traine
             value_hidden_layer_sizes=recipe.hidden),
         progress_fn=progress, policy_params_fn=keep)
     train_seconds = time.time() - t0
+    if unscored_to is not None:
+        return load_agent(unscored_to, env.env_id, seed, recipe)
     return _scored(env, recipe, [s for s, _ in snapshots], [p for _, p in snapshots], seed,
                    train_seconds, log)
+
+
+def score_agent(env: Env, folder: Path, seed: int,
+                log: Callable[[str], None] = print) -> TrainedAgent:
+    """The PPO agent stored unscored in `folder` (`train_ppo(unscored_to=folder)`, on another
+    machine), its snapshots scored here; where and with what it trained stays recorded."""
+    from envs.datasets.minari_io import DatasetError
+
+    recipe = RECIPES[env.env_id]
+    agent = load_agent(folder, env.env_id, seed, recipe)
+    if agent is None:
+        raise DatasetError(f"no agent of {env.env_id} (recipe {recipe_hash(recipe)}, seed "
+                           f"{seed}) in {folder}: expected "
+                           f"{agent_path(folder, env.env_id, seed, recipe).name}")
+    scored = _scored(env, recipe, agent.steps, agent.params, seed, agent.train_seconds, log)
+    from bench.sysinfo import hardware, versions
+
+    scored.trained = agent.trained
+    scored.scored = {"scored_on": hardware(),
+                     "scored_with": versions(("jax", "jaxlib", "brax", "mujoco-mjx"))}
+    return scored
 
 
 def train_sac(env: Env, seed: int, log: Callable[[str], None] = print,
@@ -496,6 +533,7 @@ def save_agent(folder: Path, agent: TrainedAgent, seed: int, recipe) -> Path:
         keep = set(sum(level_snapshots(make(agent.env_id), agent.returns).values(), []))
         params = [p if i in keep else None for i, p in enumerate(params)]
     arrays = _flat(params)
+    here = versions(("jax", "jaxlib", "brax", "mujoco-mjx"))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
     np.savez(tmp, **arrays)
     os.replace(tmp, path)
@@ -506,7 +544,8 @@ def save_agent(folder: Path, agent: TrainedAgent, seed: int, recipe) -> Path:
         "snapshot_env_steps": agent.steps, "snapshot_returns": agent.returns,
         "stored_snapshots": [i for i, p in enumerate(params) if p is not None],
         "train_seconds": round(agent.train_seconds, 1), "sha256": _arrays_sha256(arrays),
-        "trained_on": hardware(), "versions": versions(("jax", "jaxlib", "brax", "mujoco-mjx"))},
+        **(agent.trained or {"trained_on": hardware(), "versions": here}),
+        **(agent.scored or {})},
         indent=1))
     return path
 
@@ -558,7 +597,9 @@ def load_agent(folder: Path, env_id: str, seed: int, recipe) -> Optional[Trained
                                f"{recipe_hash(recipe)}; {fix}") from None
     where = "committed in the repo" if Path(folder) == REPO_AGENTS else f"saved at {path}"
     return TrainedAgent(env_id, info["snapshot_env_steps"], params, info["snapshot_returns"],
-                        info["train_seconds"], info["sha256"], where)
+                        info["train_seconds"], info["sha256"], where,
+                        {k: info[k] for k in ("trained_on", "versions") if k in info},
+                        {k: info[k] for k in ("scored_on", "scored_with") if k in info} or None)
 
 
 def _params_template(env_id: str, recipe):
