@@ -345,6 +345,11 @@ def test_a_ppo_agent_trains_on_one_machine_and_is_scored_on_another(monkeypatch,
     assert info["trained_on"] == {"device_kind": "a GPU machine"}
     assert info["versions"] == trained["versions"]
     assert info["scored_on"] == hardware() and "jax" in info["scored_with"]
+    # an unscored agent where the datasets look for one is refused, not rolled out
+    shutil.copy(gpu_json, behaviour.agent_path(tmp_path / "repo", "Pendulum-v1", 0, TINY_PPO)
+                .with_suffix(".json"))
+    with pytest.raises(datasets.DatasetError, match="is unscored.*--score-from"):
+        behaviour.trained_agent(env, 0, log=lambda m: None)
 
 
 def test_agent_split_flags_are_checked(tmp_path, capsys):

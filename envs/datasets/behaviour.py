@@ -292,6 +292,13 @@ def trained_agent(env: Env, seed: int, log: Callable[[str], None] = print) -> Tr
     recipe = RECIPES[env.env_id]
     for folder in (REPO_AGENTS, behaviour_root()):
         saved = load_agent(folder, env.env_id, seed, recipe)
+        if saved is not None and not np.isfinite(saved.returns).all():
+            from envs.datasets.minari_io import DatasetError
+
+            raise DatasetError(
+                f"behaviour agent {agent_path(folder, env.env_id, seed, recipe)} is unscored "
+                "(trained with --unscored-to); score it here with `python -m bench data agent "
+                f"--env {env.env_id} --seed {seed} --score-from DIR`, DIR its folder elsewhere")
         if saved is not None:
             log(f"  {env.env_id}: {algo_name(recipe).upper()} agent {saved.source} "
                 f"(sha256 {saved.sha256[:12]})")
