@@ -79,8 +79,9 @@ PPO_RECIPES = {
     # agent trained yet, see issue 15). Brax's halfcheetah PPO config (2048 envs, batch 512,
     # 32 minibatches, unroll 20, 8 updates per batch, discount 0.95, reward scale 1, entropy
     # 1e-3) at 20M env steps instead of its 50M; Walker2d reuses it with 4 updates per batch,
-    # discount 0.97 and reward scale 10 (Brax's notebook trains it with SAC) and a snapshot
-    # every 1M env steps (21 evaluations); 128x128 networks. Hopper-v5's agent is our SAC
+    # discount 0.97 and reward scale 10 (Brax's notebook trains it with SAC) and 21
+    # evaluations, each leaving a snapshot (brax rounds their interval up to whole training
+    # steps: one every 1,310,720 env steps, 26.2M in all); 128x128 networks. Hopper-v5's agent is our SAC
     # (`SAC_RECIPES`), which reaches an expert on the CPU. On a GPU machine:
     # `bash bench/reference/device_mujoco.sh Walker2d`.
     "mujoco/Walker2d-v5": PPORecipe(num_timesteps=20_000_000, num_envs=2048, batch_size=512,
