@@ -81,9 +81,10 @@ PPO_RECIPES = {
     # 1e-3) at 20M env steps instead of its 50M; Walker2d reuses it with 4 updates per batch,
     # discount 0.97 and reward scale 10 (Brax's notebook trains it with SAC) and 21
     # evaluations, each leaving a snapshot (brax rounds their interval up to whole training
-    # steps: one every 1,310,720 env steps, 26.2M in all); 128x128 networks. Hopper-v5's agent is our SAC
-    # (`SAC_RECIPES`), which reaches an expert on the CPU. On a GPU machine:
-    # `bash bench/reference/device_mujoco.sh Walker2d`.
+    # steps: one every 1,310,720 env steps, 26.2M in all); 128x128 networks. On one H100 it
+    # trains at about 19k env-steps/s (results/speed/gpu-mjx.md): `bash bench/reference/
+    # device_mujoco.sh Walker2d` there. Hopper-v5's agent is our SAC (`SAC_RECIPES`), which
+    # reaches an expert on the CPU.
     "mujoco/Walker2d-v5": PPORecipe(num_timesteps=20_000_000, num_envs=2048, batch_size=512,
                                     num_minibatches=32, entropy_cost=1e-3, num_evals=21,
                                     hidden=(128, 128)),
