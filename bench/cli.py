@@ -74,6 +74,8 @@ def check_args(args) -> None:
     for name in written:  # `table` and `compare` only read their results folders
         if getattr(args, name, None) is not None:
             _writable_dir(f"--{name}", getattr(args, name))
+    if getattr(args, "unscored_to", None):
+        _writable_dir("--unscored-to", args.unscored_to)
     if getattr(args, "write", None):
         if Path(args.write).is_dir():
             raise UserError(f"--write {args.write}: is a folder; give a file name")
@@ -129,6 +131,8 @@ def cmd_data_build(args):
 
 
 def cmd_data_agent(args):
+    import math
+
     from envs import registry
     from envs.datasets import behaviour
 
@@ -146,7 +150,8 @@ def cmd_data_agent(args):
         agent = behaviour.train_ppo(env, args.seed, unscored_to=Path(args.unscored_to))
         print(f"{behaviour.agent_path(Path(args.unscored_to), env.env_id, args.seed, recipe)}: "
               f"{len(agent.steps)} unscored snapshots; score them where the datasets are built "
-              f"with `python -m bench data agent --env {env.env_id} --score-from DIR`")
+              f"with `python -m bench data agent --env {env.env_id} --seed {args.seed} "
+              "--score-from DIR`")
         return
     if args.score_from:
         agent = behaviour.score_agent(env, Path(args.score_from), args.seed)
@@ -157,6 +162,10 @@ def cmd_data_agent(args):
         return
     committed = None if args.retrain else behaviour.load_agent(
         behaviour.REPO_AGENTS, env.env_id, args.seed, recipe)  # --retrain repairs a bad one
+    if committed is not None and any(math.isnan(r) for r in committed.returns):
+        path = behaviour.agent_path(behaviour.REPO_AGENTS, env.env_id, args.seed, recipe)
+        raise UserError(f"{path} is committed unscored; score it with --score-from DIR, DIR the "
+                        "folder --unscored-to wrote")
     if committed is not None:
         print(f"{behaviour.agent_path(behaviour.REPO_AGENTS, env.env_id, args.seed, recipe)} is "
               f"committed already (sha256 {committed.sha256[:12]}); --retrain replaces it")

@@ -329,7 +329,9 @@ def test_a_ppo_agent_trains_on_one_machine_and_is_scored_on_another(monkeypatch,
     # the training machine is another one: its record must survive the scoring here
     gpu_json = behaviour.agent_path(gpu, "Pendulum-v1", 0, TINY_PPO).with_suffix(".json")
     trained = json.loads(gpu_json.read_text())
+    assert trained["snapshot_returns"] == [None] * 3   # unscored: null, valid JSON
     trained["trained_on"] = {"device_kind": "a GPU machine"}
+    trained["versions"] = {"jax": "the GPU machine's"}
     gpu_json.write_text(json.dumps(trained))
     assert cli(["data", "agent", "--env", "Pendulum-v1", "--score-from", str(gpu)]) == 0
     assert "3 snapshots scored here" in capsys.readouterr().out
@@ -343,13 +345,15 @@ def test_a_ppo_agent_trains_on_one_machine_and_is_scored_on_another(monkeypatch,
     from bench.sysinfo import hardware
 
     assert info["trained_on"] == {"device_kind": "a GPU machine"}
-    assert info["versions"] == trained["versions"]
+    assert info["versions"] == {"jax": "the GPU machine's"}
     assert info["scored_on"] == hardware() and "jax" in info["scored_with"]
     # an unscored agent where the datasets look for one is refused, not rolled out
     shutil.copy(gpu_json, behaviour.agent_path(tmp_path / "repo", "Pendulum-v1", 0, TINY_PPO)
                 .with_suffix(".json"))
     with pytest.raises(datasets.DatasetError, match="is unscored.*--score-from"):
         behaviour.trained_agent(env, 0, log=lambda m: None)
+    assert cli(["data", "agent", "--env", "Pendulum-v1"]) == 2
+    _one_line(capsys, "is committed unscored", "--score-from")
 
 
 def test_agent_split_flags_are_checked(tmp_path, capsys):
@@ -360,8 +364,12 @@ def test_agent_split_flags_are_checked(tmp_path, capsys):
                 "--score-from", str(tmp_path)]) == 2
     _one_line(capsys, "not both")
     assert cli(["data", "agent", "--env", "Pendulum-v1", "--score-from", str(tmp_path)]) == 2
-    _one_line(capsys, "no agent of Pendulum-v1", "Pendulum-v1-ppo-")
-    assert not list(tmp_path.iterdir())
+    _one_line(capsys, "no agent of Pendulum-v1", "Pendulum-v1-ppo-", "--unscored-to wrote")
+    (tmp_path / "file").write_text("")
+    assert cli(["data", "agent", "--env", "Pendulum-v1", "--unscored-to",
+                str(tmp_path / "file" / "agents")]) == 2   # checked before anything trains
+    _one_line(capsys, "--unscored-to", "is a file")
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]
 
 
 def test_ppo_datasets_come_from_the_committed_agent_and_are_reproducible(monkeypatch, tmp_path):

@@ -24,13 +24,15 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site MINARI_DATASETS_PATH=/tmp/minari PYTHONUNBUFFERED=1
 unset JAX_PLATFORMS
 { nvidia-smi -L; lscpu | grep -E "Model name|^CPU\(s\)"
-  python3 -c "import jax, mujoco, brax; print(jax.devices(), 'jax', jax.__version__, 'mujoco', mujoco.__version__, 'brax', brax.__version__)"; } > /tmp/logs/0-hardware.txt 2>&1
+  python3 -c "import jax, mujoco, brax; print(jax.devices(), 'jax', jax.__version__, \
+      'mujoco', mujoco.__version__, 'brax', brax.__version__)"; } > /tmp/logs/0-hardware.txt 2>&1
 task=${1:-Walker2d}
 /usr/bin/time -f "$task PPO wall %e s" timeout "${TRAIN_TIMEOUT:-390}" \
     python3 bench/reference/jax_compat.py data agent --env "mujoco/$task-v5" \
     --unscored-to "$OUT/agents" > "/tmp/logs/1-ppo-$task.txt" 2>&1
 /usr/bin/time -f "env speeds wall %e s" timeout "${ENVS_TIMEOUT:-150}" \
-    python3 bench/reference/jax_compat.py envs --ids "${ENV_IDS:-mujoco/Walker2d-v5,mujoco/Hopper-v5}" \
-    --batches 1,4096,256 > /tmp/logs/2-envs.txt 2>&1
+    python3 bench/reference/jax_compat.py envs \
+    --ids "${ENV_IDS:-mujoco/Walker2d-v5,mujoco/Hopper-v5}" --batches 1,4096,256 \
+    > /tmp/logs/2-envs.txt 2>&1
 for f in /tmp/logs/*; do echo "=== $f"; grep -v "Failed to import.*warp" "$f"; done > "$OUT/log.txt"
 cat "$OUT/log.txt"

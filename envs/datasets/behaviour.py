@@ -78,7 +78,7 @@ PPO_RECIPES = {
     # runs thousands of envs at once (this CPU steps 2.8k-7.7k env-steps/s at batch 256; no
     # agent trained yet, see issue 15). Brax's halfcheetah PPO config (2048 envs, batch 512,
     # 32 minibatches, unroll 20, 8 updates per batch, discount 0.95, reward scale 1, entropy
-    # 1e-3) at 20M env steps instead of its 50M; Walker2d reuses it with 4 updates per batch,
+    # 1e-3) at num_timesteps 20M instead of its 50M; Walker2d reuses it with 4 updates per batch,
     # discount 0.97 and reward scale 10 (Brax's notebook trains it with SAC) and 21
     # evaluations, each leaving a snapshot (brax rounds their interval up to whole training
     # steps: one every 1,310,720 env steps, 26.2M in all); 128x128 networks. On one H100 it
@@ -333,7 +333,7 @@ def discard_training_state(env_id: str, seed: int) -> None:
 
 def train_ppo(env: Env, seed: int, log: Callable[[str], None] = print,
               unscored_to: Optional[Path] = None) -> TrainedAgent:
-    """Train the env's PPO recipe and score every snapshot in our env (nothing saved).
+    """Train the env's PPO recipe and score every snapshot in our env; saved nowhere.
 
     With `unscored_to`, nothing is scored: the agent's files are written to that folder
     after every snapshot (returns NaN), so a training cut short keeps the snapshots it
@@ -388,7 +388,8 @@ def score_agent(env: Env, folder: Path, seed: int,
     if agent is None:
         raise DatasetError(f"no agent of {env.env_id} (recipe {recipe_hash(recipe)}, seed "
                            f"{seed}) in {folder}: expected "
-                           f"{agent_path(folder, env.env_id, seed, recipe).name}")
+                           f"{agent_path(folder, env.env_id, seed, recipe).name}; give the "
+                           "folder that --unscored-to wrote, and the same --seed")
     scored = _scored(env, recipe, agent.steps, agent.params, seed, agent.train_seconds, log)
     from bench.sysinfo import hardware, versions
 
@@ -543,19 +544,22 @@ def save_agent(folder: Path, agent: TrainedAgent, seed: int, recipe) -> Path:
         params = [p if i in keep else None for i, p in enumerate(params)]
     arrays = _flat(params)
     here = versions(("jax", "jaxlib", "brax", "mujoco-mjx"))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-    atomic_write_text(path.with_suffix(".json"), json.dumps({
+    # Everything is computed before the first file is replaced, so a kill (a GPU run's
+    # timeout) can fall only between the two renames, not between the npz and its SHA-256.
+    text = json.dumps({
         "env_id": agent.env_id, "seed": seed, "algorithm": algo_label(recipe),
         "recipe": dataclasses.asdict(recipe), "recipe_hash": recipe_hash(recipe),
         **_sac_config(recipe),
-        "snapshot_env_steps": agent.steps, "snapshot_returns": agent.returns,
+        "snapshot_env_steps": agent.steps,  # an unscored snapshot's return: null
+        "snapshot_returns": [r if np.isfinite(r) else None for r in agent.returns],
         "stored_snapshots": [i for i, p in enumerate(params) if p is not None],
         "train_seconds": round(agent.train_seconds, 1), "sha256": _arrays_sha256(arrays),
         **(agent.trained or {"trained_on": hardware(), "versions": here}),
-        **(agent.scored or {})},
-        indent=1))
+        **(agent.scored or {})}, indent=1)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+    atomic_write_text(path.with_suffix(".json"), text)
     return path
 
 
@@ -605,9 +609,10 @@ def load_agent(folder: Path, env_id: str, seed: int, recipe) -> Optional[Trained
             raise DatasetError(f"behaviour agent {path} does not hold the networks of recipe "
                                f"{recipe_hash(recipe)}; {fix}") from None
     where = "committed in the repo" if Path(folder) == REPO_AGENTS else f"saved at {path}"
-    return TrainedAgent(env_id, info["snapshot_env_steps"], params, info["snapshot_returns"],
+    returns = [float("nan") if r is None else r for r in info["snapshot_returns"]]
+    return TrainedAgent(env_id, info["snapshot_env_steps"], params, returns,
                         info["train_seconds"], info["sha256"], where,
-                        {k: info[k] for k in ("trained_on", "versions") if k in info},
+                        {k: info.get(k, "unknown") for k in ("trained_on", "versions")},
                         {k: info[k] for k in ("scored_on", "scored_with") if k in info} or None)
 
 
