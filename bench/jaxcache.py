@@ -16,3 +16,23 @@ def enable(path=None):
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def avoid_known_crash(argv, environ=os.environ) -> None:
+    """`claims backbone` (alone or in a run of every claim) segfaults on 2-core AVX2 CPUs with
+    jax 0.9.2 unless JAX_ENABLE_COMPILATION_CACHE=false is in the environment before jax is
+    imported (measured: 9 of 9 runs crashed with the cache on, all 3 with the variable
+    passed; switching the cache off inside the process did not help; README, "Survey
+    claims"). Called by
+    `python -m bench` before anything imports jax; a value the user set is kept."""
+    if argv[:1] != ["claims"]:
+        return
+    names, rest = [], iter(argv[1:])
+    for a in rest:
+        if a in ("--runs", "--out"):
+            next(rest, None)  # its value
+        elif not a.startswith("-"):
+            names.append(a)
+    if not names or "backbone" in names:
+        environ.setdefault("JAX_ENABLE_COMPILATION_CACHE", "false")
+

@@ -47,6 +47,40 @@ def test_running_one_claim_keeps_the_others_sections(tmp_path):
         "*Claim.* old claim\n\n*Setup.* new setup", "*Claim.* new claim\n\n*Setup.* new setup")
 
 
+def test_the_backbone_claim_runs_with_the_compilation_cache_off_from_the_start():
+    """`python -m bench claims` sets JAX_ENABLE_COMPILATION_CACHE=false before jax is
+    imported where the backbone claim runs (its crash with the cache on: bench/jaxcache.py),
+    and nowhere else; a value the user gave is kept."""
+    import subprocess
+    import sys
+
+    from bench.jaxcache import avoid_known_crash
+
+    def env(*argv, **given):
+        environ = dict(given)
+        avoid_known_crash(list(argv), environ)
+        return environ.get("JAX_ENABLE_COMPILATION_CACHE")
+
+    assert env("claims") == env("claims", "backbone") == "false"
+    assert env("claims", "--runs", "r", "--out", "o") == "false"        # every claim
+    assert env("claims", "--out", "backbone", "guidance") is None       # a folder's name
+    assert env("claims", "guidance", "compounding") is None
+    assert env("claims", "backbone", JAX_ENABLE_COMPILATION_CACHE="true") == "true"
+    assert env("sweep", "quick") is None and env() is None
+    # the entry point applies it before jax is imported
+    # (an unwritable --out stops the command before any claim runs)
+    code = ("import runpy, sys; sys.argv = ['bench', 'claims', 'backbone', '--out', "
+            "'/dev/null/x']\n"
+            "try:\n    runpy.run_module('bench', run_name='__main__')\n"
+            "except SystemExit:\n    pass\n"
+            "import os, jax; print(os.environ.get('JAX_ENABLE_COMPILATION_CACHE'), "
+            "jax.config.jax_enable_compilation_cache)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={k: v for k, v in __import__("os").environ.items()
+                              if k != "JAX_ENABLE_COMPILATION_CACHE"})
+    assert out.stdout.split() == ["false", "False"], out
+
+
 def test_unknown_claim_is_a_one_line_error():
     from algos.config import ConfigError
 
