@@ -1,4 +1,5 @@
-"""JAX's persistent compilation cache, on for every harness command and the tests.
+"""JAX's persistent compilation cache: on for every harness command but a claims run that
+includes the backbone claim (`avoid_known_crash`); the tests turn it off (tests/conftest.py).
 
 Compilation dominates short runs on a 2-core CPU; the cache makes a second run cheap.
 """
@@ -21,9 +22,8 @@ def enable(path=None):
 def avoid_known_crash(argv, environ=os.environ) -> None:
     """`claims backbone` (alone or in a run of every claim) segfaults on 2-core AVX2 CPUs with
     jax 0.9.2 unless JAX_ENABLE_COMPILATION_CACHE=false is in the environment before jax is
-    imported (measured: 9 of 9 runs crashed with the cache on, all 3 with the variable
-    passed; switching the cache off inside the process did not help; README, "Survey
-    claims"). Called by
+    imported (measured: 9 of 9 runs without the variable crashed, with the cache on or
+    switched off inside the process; all 3 with it passed; README, "Survey claims"). Called by
     `python -m bench` before anything imports jax; a value the user set is kept."""
     if argv[:1] != ["claims"]:
         return
@@ -35,4 +35,3 @@ def avoid_known_crash(argv, environ=os.environ) -> None:
             names.append(a)
     if not names or "backbone" in names:
         environ.setdefault("JAX_ENABLE_COMPILATION_CACHE", "false")
-

@@ -67,6 +67,11 @@ def test_the_backbone_claim_runs_with_the_compilation_cache_off_from_the_start()
     assert env("claims", "guidance", "compounding") is None
     assert env("claims", "backbone", JAX_ENABLE_COMPILATION_CACHE="true") == "true"
     assert env("sweep", "quick") is None and env() is None
+    # the claims command takes no abbreviated option the check above could misread
+    from bench.cli import parser
+
+    with pytest.raises(SystemExit):
+        parser().parse_args(["claims", "--o", "x"])
     # the entry point applies it before jax is imported
     # (an unwritable --out stops the command before any claim runs)
     code = ("import runpy, sys; sys.argv = ['bench', 'claims', 'backbone', '--out', "
