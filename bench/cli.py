@@ -517,8 +517,9 @@ def parser():
     sw.set_defaults(fn=cmd_sweep)
     # no abbreviated options here: `bench.jaxcache.avoid_known_crash` reads this command's
     # argv before argparse does, and knows only --runs and --out in full
-    cl = sub.add_parser("claims", allow_abbrev=False, help="run the survey-claim experiments (training what is "
-                        "missing) and write results/claims.md")
+    cl = sub.add_parser("claims", allow_abbrev=False,
+                        help="run the survey-claim experiments (training what is missing) "
+                        "and write results/claims.md")
     cl.add_argument("names", nargs="*", help="claims to run (default: all)")
     _results_args(cl)
     cl.set_defaults(fn=cmd_claims)

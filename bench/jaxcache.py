@@ -22,8 +22,11 @@ def enable(path=None):
 def avoid_known_crash(argv, environ=os.environ) -> None:
     """`claims backbone` (alone or in a run of every claim) segfaults on 2-core AVX2 CPUs with
     jax 0.9.2 unless JAX_ENABLE_COMPILATION_CACHE=false is in the environment before jax is
-    imported (measured: 9 of 9 runs without the variable crashed, with the cache on or
-    switched off inside the process; all 3 with it passed; README, "Survey claims"). Called by
+    imported (measured over two sessions: 9 of 9 runs with the cache on, or switched off
+    inside the process, crashed, as did 2 of 2 with synchronous dispatch and 1 of 3 with
+    XLA's parallel codegen split count 1; all 3 with the variable passed; README, "Survey
+    claims"). Only `python -m bench` is covered: a program calling `bench.cli.main` sets the
+    variable itself. Called by
     `python -m bench` before anything imports jax; a value the user set is kept."""
     if argv[:1] != ["claims"]:
         return
