@@ -169,6 +169,8 @@ def scripted_agent(env: Env, seed: int) -> "TrainedAgent":
 
 
 REPO_AGENTS = Path(__file__).resolve().parent / "agents"
+# The packages whose versions an agent's JSON records, where it trained and where it was scored.
+AGENT_PACKAGES = ("jax", "jaxlib", "brax", "mujoco-mjx")
 
 
 def behaviour_root() -> Path:
@@ -383,6 +385,8 @@ def score_agent(env: Env, folder: Path, seed: int,
     machine), its snapshots scored here; where and with what it trained stays recorded."""
     from envs.datasets.minari_io import DatasetError
 
+    from bench.sysinfo import hardware, versions
+
     recipe = RECIPES[env.env_id]
     agent = load_agent(folder, env.env_id, seed, recipe)
     if agent is None:
@@ -391,11 +395,8 @@ def score_agent(env: Env, folder: Path, seed: int,
                            f"{agent_path(folder, env.env_id, seed, recipe).name}; give the "
                            "folder that --unscored-to wrote, and the same --seed")
     scored = _scored(env, recipe, agent.steps, agent.params, seed, agent.train_seconds, log)
-    from bench.sysinfo import hardware, versions
-
     scored.trained = agent.trained
-    scored.scored = {"scored_on": hardware(),
-                     "scored_with": versions(("jax", "jaxlib", "brax", "mujoco-mjx"))}
+    scored.scored = {"scored_on": hardware(), "scored_with": versions(AGENT_PACKAGES)}
     return scored
 
 
@@ -543,7 +544,7 @@ def save_agent(folder: Path, agent: TrainedAgent, seed: int, recipe) -> Path:
         keep = set(sum(level_snapshots(make(agent.env_id), agent.returns).values(), []))
         params = [p if i in keep else None for i, p in enumerate(params)]
     arrays = _flat(params)
-    here = versions(("jax", "jaxlib", "brax", "mujoco-mjx"))
+    here = versions(AGENT_PACKAGES)
     # Everything is computed before the first file is replaced, so a kill (a GPU run's
     # timeout) can fall only between the two renames, not between the npz and its SHA-256.
     text = json.dumps({
