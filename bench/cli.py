@@ -33,6 +33,7 @@ from bench.tables import markdown_table, num
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 ADHOC = RESULTS.parent / ".cache" / "runs"  # = bench.train.ADHOC, without importing JAX
+EVALS = RESULTS.parent / ".cache" / "evals"  # = bench.evaluate.ADHOC
 
 
 class UserError(Exception):
@@ -477,7 +478,7 @@ def parser():
                     help="sampled: every episode draws its own task (Maze2D: a goal per "
                     "episode; for Diffuser, Multi2D), scored against the env id's "
                     "references; default: the env id's task")
-    ev.add_argument("--out", default=str(RESULTS.parent / ".cache" / "evals"),
+    ev.add_argument("--out", default=str(EVALS),
                     help="folder of evaluation files (default .cache/evals; results/evals "
                     "for published figures)")
     ev.add_argument("--force", action="store_true", help="evaluate again even if the file "

@@ -162,6 +162,22 @@ def test_cli_train_writes_per_seed_rows_and_an_interrupted_run_resumes(bandit_da
     bench_train.run("bc", BANDIT, 2, out=tmp_path / "a", **{**kw, "log": again.append})
     assert any("nothing to do" in m for m in again)
 
+    # a finished cell's final state (what claims and `bench bandit` ask for) is restored from
+    # its checkpoint with no training step compiled: the interrupted run's equals the other's
+    def no_compile(*a, **k):
+        raise AssertionError("a finished cell compiled its training step")
+
+    monkeypatch.setattr(jax.stages.Lowered, "compile", no_compile)
+    states = []
+    for out, ckpt in (("a", "ckpt"), ("b", "ckpt2")):
+        result, state = bench_train.run("bc", BANDIT, 2, out=tmp_path / out, return_state=True,
+                                        **{**kw, "checkpoints": tmp_path / ckpt})
+        assert result["rows"] == json.loads(next((tmp_path / out).rglob("*.json")).read_text())[
+            "rows"]
+        assert np.asarray(state.period).tolist() == [3, 3]
+        states.append(state)
+    _close(states[0], states[1], tol=1e-4)
+
 
 def test_bandit_dataset_env_and_coverage_metric(bandit_data):
     data, env = bandit_data
