@@ -355,14 +355,14 @@ def _run(algo, dataset_id, seeds, config, chash, name, path, previous, ckpt_dir,
         # a finished cell's state (claims, `bench bandit`): no step left to compile
         log(f"{path} exists (same config, {seeds} seeds): state restored from {ckpt_dir}")
         return previous, restored[1]["state"]
-    t1 = time.time()
-    compiled = lowered.compile()
-    compile_s = lower_s + time.time() - t1
-    if restored is not None:
+    if restored is not None:   # (before compiling: the template state is freed first)
         done, tree = restored
         state, metrics = tree["state"], {k: np.asarray(v) for k, v in tree["metrics"].items()}
         wall = [float(w) for w in np.asarray(tree["wall"])]
         log(f"resumed from {ckpt_dir} at step {done * config.eval_every:,d}")
+    t1 = time.time()
+    compiled = lowered.compile()
+    compile_s = lower_s + time.time() - t1
     measure = measure_of(env)
     log(f"{algo} on {dataset_id} ({env.env_id}), {seeds} seeds vmapped, "
         f"{config.steps:,d} steps, config {chash}; compiled in {compile_s:.1f}s")

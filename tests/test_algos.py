@@ -170,10 +170,8 @@ def test_cli_train_writes_per_seed_rows_and_an_interrupted_run_resumes(bandit_da
     monkeypatch.setattr(jax.stages.Lowered, "compile", no_compile)
     states = []
     for out, ckpt in (("a", "ckpt"), ("b", "ckpt2")):
-        result, state = bench_train.run("bc", BANDIT, 2, out=tmp_path / out, return_state=True,
-                                        **{**kw, "checkpoints": tmp_path / ckpt})
-        assert result["rows"] == json.loads(next((tmp_path / out).rglob("*.json")).read_text())[
-            "rows"]
+        _, state = bench_train.run("bc", BANDIT, 2, out=tmp_path / out, return_state=True,
+                                   **{**kw, "checkpoints": tmp_path / ckpt})
         assert np.asarray(state.period).tolist() == [3, 3]
         states.append(state)
     _close(states[0], states[1], tol=1e-4)
