@@ -8,15 +8,16 @@ if os.environ.get("DIFFRL_TEST_JAX_CACHE") != "1":
     os.environ.setdefault("JAX_ENABLE_COMPILATION_CACHE", "false")
 # A test's time is mostly XLA compiling small programs once. With LLVM at -O1 instead of
 # XLA's default they compile faster and run about as fast (2-core AVX2 EPYC: a tiny U-Net's
-# parameter init 16 s -> 3.7 s; Diffusion-QL's bandit training program 32 s -> 25 s to compile,
-# 15 to 18 s either way to run, where -O0 runs it 3.5x slower; the default test run 27.7 -> 22.1
-# min). The HLO passes are the same, the last bits of the floats are not (a Pendulum dataset
-# built at -O1 has another SHA-256): tests compare results of one run with each other, never
-# with files the harness wrote outside the tests, which keeps XLA's default; a few slow tests
-# check published reference scores, within tolerances far wider than such bits. Subprocesses
-# the tests start inherit the flag. DIFFRL_TEST_XLA_DEFAULT=1 keeps XLA's default, an
-# optimisation level already in XLA_FLAGS the level given. (Timings: CPU; on a GPU the flag
-# also applies to its kernels' LLVM code.)
+# parameter init 16 s -> 3.7 s; Diffusion-QL's bandit training program 32 s -> 25 s to
+# compile, 15 to 18 s either way to run, where -O0 runs it in 60 s; with the finished-cell
+# change of the same commit, the default test run 27.7 -> 22.1 min). The HLO passes are the
+# same, the last bits of the floats are not (a Pendulum dataset built at -O1 has another
+# SHA-256): tests compare results of one run with each other, never with results files the
+# harness wrote outside the tests, which keeps XLA's default; a few slow tests check committed
+# agents and published reference scores, within tolerances far wider than such bits.
+# Subprocesses the tests start inherit the flag. DIFFRL_TEST_XLA_DEFAULT=1 keeps XLA's
+# default, an optimisation level already in XLA_FLAGS the level given. (Timings: CPU; on a GPU
+# the flag also applies to its kernels' LLVM code.)
 if (os.environ.get("DIFFRL_TEST_XLA_DEFAULT") != "1"
         and "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", "")):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
