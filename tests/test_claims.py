@@ -182,6 +182,26 @@ label = "TD3+BC (20%{suffix})"
     ('augment = { method = "noise", set = { size = 64 } }', " + noise")])
 
 
+def test_scarcity_reads_the_authors_size_rows_apart_from_the_quick_ones(tmp_path):
+    """The claim tells `X (5% + SynthER, authors' size)` from `X (5% + SynthER)` and says so
+    when sweep synther-authors has no finished runs (it never trains them)."""
+    from bench.claims import scarcity
+
+    rows = [{"label": lab, "status": "done", "scores": sc} for lab, sc in [
+        ("IQL (5%)", [1.0, 2.0]), ("IQL (5% + SynthER)", [3.0]),
+        ("IQL (5% + SynthER, authors' size)", [5.0, 6.0]), ("IQL (5% + noise 0.01)", [7.0]),
+        ("IQL (5% + noise)", [0.0]), ("IQL", [9.0])]]
+    grid = scarcity._grid(rows)
+    assert grid[("IQL", "5%", "SynthER, authors' size")].tolist() == [5.0, 6.0]
+    assert grid[("IQL", "5%", "SynthER")].tolist() == [3.0]
+    assert grid[("IQL", "5%", "real")].tolist() == [1.0, 2.0]
+    assert grid[("IQL", "5%", "noise")].tolist() == [7.0]  # the better noise scale
+    note = scarcity.authors_note(tmp_path, tmp_path, scarcity.AUTHORS_SWEEP)
+    assert note.startswith("At the authors' generator size: no finished runs of sweep "
+                           "`synther-authors`") and "device_synther.sh" in note
+    assert scarcity.authors_note(tmp_path, tmp_path, None) == ""
+
+
 @pytest.mark.slow
 def test_scarcity_claim_end_to_end_on_a_tiny_budget(tmp_path):
     from bench.claims import scarcity

@@ -11,10 +11,13 @@ improvement, seeds resampled within each algorithm x fraction, which play rliabl
 2. whether it scores above a seed trained on the noise-upsampled share, at whichever noise
    scale scored best for that algorithm and share (the baseline at its best).
 The notes give the dynamics error of each generated set (`bench.fidelity`), the mechanism the
-survey names.
+survey names, and, where sweep `synther-authors` has finished results (its generators, at the
+authors' size, are made on a GPU: `bench/reference/device_synther.sh`), the same comparisons
+at that size; those runs are read, never trained, here.
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Callable, Dict, Tuple
@@ -30,7 +33,10 @@ STATEMENT = ("Diffusion models generate synthetic experience that alleviates dat
              "generated transitions stay consistent with the environment's dynamics (survey "
              "§4.4, after SynthER, Lu et al. 2023).")
 SWEEP = "synther"
-LABEL = re.compile(r"^(?P<algo>.+) \((?P<share>[\d.]+%)(?: \+ (?P<aug>SynthER|noise(?: [\d.]+)?))?\)$")
+AUTHORS_SWEEP = "synther-authors"
+AUTHORS = "SynthER, authors' size"
+LABEL = re.compile(r"^(?P<algo>.+) \((?P<share>[\d.]+%)(?: \+ (?P<aug>SynthER(?:, authors' size)?"
+                   r"|noise(?: [\d.]+)?))?\)$")
 
 
 def _grid(rows) -> Dict[Tuple[str, str, str], np.ndarray]:
@@ -101,7 +107,50 @@ def run(runs: Path, out: Path, log: Callable[[str], None] = print,
              f"against the simulator (`results/fidelity/`; real transitions: ~1e-7): {fid}. Held-out "
              f"accuracy of a classifier told to separate generated from real rows (0.5: "
              f"indistinguishable): {c2}.")
+    authors = authors_note(runs, out, AUTHORS_SWEEP if sweep_name == SWEEP else None)
+    notes += f" {authors}" if authors else ""
     return Finding("scarcity", TITLE, STATEMENT, setup, tests, fig, notes)
+
+
+def authors_note(runs: Path, out: Path, sweep_name) -> str:
+    """The comparisons at the authors' generator size, from `sweep_name`'s finished results
+    (read only: nothing is trained), or a sentence saying there are none."""
+    from bench import augment, leaderboard, sweep
+
+    if sweep_name is None:
+        return ""
+    sw = sweep.load(sweep_name)
+    grid = _grid(leaderboard.collect(sw, runs))
+    pairs = sorted({(a, s) for a, s, k in grid if k == AUTHORS and (a, s, "real") in grid
+                    and (a, s, "SynthER") in grid}, key=lambda t: (t[0], float(t[1][:-1])))
+    if not pairs:
+        return (f"At the authors' generator size: no finished runs of sweep `{sw.name}` in "
+                f"{runs} (its generators are for a GPU: `bench/reference/device_synther.sh`).")
+    tests = []
+    for other, what in (("real", "the share alone"), ("SynthER", "the quick preset's rows")):
+        est = stats.improvement_interval({f"{a}/{s}": grid[(a, s, AUTHORS)] for a, s in pairs},
+                                         {f"{a}/{s}": grid[(a, s, other)] for a, s in pairs})
+        tests.append(f"above a seed on {what} {est[0]:.2f} [{est[1]:.2f}, {est[2]:.2f}]")
+    means = "; ".join(f"{a} {s} {grid[(a, s, AUTHORS)].mean():.1f}" for a, s in pairs)
+    errors = []
+    for c in {c.dataset: c for c in sw.cells if c.label.endswith(f"+ {AUTHORS})")}.values():
+        f = out / "fidelity" / f"{c.dataset.replace('/', '__')}.json"
+        if f.exists():
+            gen = next(r for r in json.loads(f.read_text())["rows"]
+                       if r["set"] != "real (source)")
+            errors.append(f"{c.label.split('(', 1)[1].split(' +')[0]}: "
+                          f"{gen['next_obs_median']:.3g}")
+    fid = (f"; the median L2 error of their next_obs against the simulator: "
+           f"{', '.join(errors)}") if errors else ""
+    cell = next(c for c in sw.cells if c.label.endswith(f"+ {AUTHORS})"))
+    cfg = augment.make_config(cell.augment[0], cell.augment[1], dict(cell.augment[2]),
+                              typed=True)
+    return (f"At the authors' generator size (sweep `{sw.name}`, "
+            f"`results/{leaderboard.outputs(sw, out)['md'].name}`: width "
+            f"{cfg.diffusion.width}, {cfg.steps:,d} training steps, {cfg.size:,d} generated "
+            f"rows), over "
+            f"{len(pairs)} algorithm x share pairs, P(a seed on the authors'-size rows scores "
+            f"{tests[0]}, {tests[1]}; mean normalised scores {means}{fid}.")
 
 
 def figure(grid, tasks, path: Path) -> Path:
