@@ -196,10 +196,36 @@ def test_scarcity_reads_the_authors_size_rows_apart_from_the_quick_ones(tmp_path
     assert grid[("IQL", "5%", "SynthER")].tolist() == [3.0]
     assert grid[("IQL", "5%", "real")].tolist() == [1.0, 2.0]
     assert grid[("IQL", "5%", "noise")].tolist() == [7.0]  # the better noise scale
+    assert sorted(grid) == sorted(("IQL", "5%", k) for k in (
+        "real", "SynthER", "SynthER, authors' size", "noise 0.01", "noise 0.1", "noise"))
     note = scarcity.authors_note(tmp_path, tmp_path, scarcity.AUTHORS_SWEEP)
-    assert note.startswith("At the authors' generator size: no finished runs of sweep "
-                           "`synther-authors`") and "device_synther.sh" in note
+    assert note.startswith("At the authors' generator size: no finished authors'-size cells "
+                           "of sweep `synther-authors`") and "device_synther.sh" in note
     assert scarcity.authors_note(tmp_path, tmp_path, None) == ""
+
+
+def test_scarcity_note_on_the_published_authors_size_runs():
+    """The note from the committed results files (`results/runs`, `results/fidelity`): the
+    pooled probabilities as `bench.stats` computes them from those files, the config from the
+    sweep file, the fidelity errors from their JSON."""
+    from bench import leaderboard, stats, sweep
+    from bench.claims import scarcity
+
+    results = Path(__file__).resolve().parent.parent / "results"
+    note = scarcity.authors_note(results / "runs", results, scarcity.AUTHORS_SWEEP)
+    grid = scarcity._grid(leaderboard.collect(sweep.load("synther-authors"), results / "runs"))
+    pairs = [(a, s) for a in ("TD3+BC", "IQL") for s in ("1%", "5%", "20%")]
+    est = stats.improvement_interval(
+        {f"{a}/{s}": grid[(a, s, scarcity.AUTHORS)] for a, s in pairs},
+        {f"{a}/{s}": grid[(a, s, "real")] for a, s in pairs})
+    assert (f"share alone) = {est[0]:.2f} [{est[1]:.2f}, {est[2]:.2f}] over 6 algorithm x "
+            f"share pairs") in note
+    assert "width 2048, 100,000 training steps, 100,000 generated rows" in note
+    fid = json.loads((results / "fidelity" / "jaxrl__pendulum__medium-expert-5pct-synther-"
+                      "b8d4597e-v0.json").read_text())
+    err = next(r for r in fid["rows"] if r["set"] != "real (source)")["next_obs_median"]
+    assert f"5%: {err:.3g}" in note
+    assert f"IQL 5% {grid[('IQL', '5%', scarcity.AUTHORS)].mean():.1f}" in note
 
 
 @pytest.mark.slow

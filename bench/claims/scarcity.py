@@ -35,7 +35,7 @@ STATEMENT = ("Diffusion models generate synthetic experience that alleviates dat
 SWEEP = "synther"
 AUTHORS_SWEEP = "synther-authors"
 AUTHORS = "SynthER, authors' size"
-LABEL = re.compile(r"^(?P<algo>.+) \((?P<share>[\d.]+%)(?: \+ (?P<aug>SynthER(?:, authors' size)?"
+LABEL = re.compile(rf"^(?P<algo>.+) \((?P<share>[\d.]+%)(?: \+ (?P<aug>{re.escape(AUTHORS)}|SynthER"
                    r"|noise(?: [\d.]+)?))?\)$")
 
 
@@ -121,36 +121,42 @@ def authors_note(runs: Path, out: Path, sweep_name) -> str:
         return ""
     sw = sweep.load(sweep_name)
     grid = _grid(leaderboard.collect(sw, runs))
-    pairs = sorted({(a, s) for a, s, k in grid if k == AUTHORS and (a, s, "real") in grid
-                    and (a, s, "SynthER") in grid}, key=lambda t: (t[0], float(t[1][:-1])))
-    if not pairs:
-        return (f"At the authors' generator size: no finished runs of sweep `{sw.name}` in "
-                f"{runs} (its generators are for a GPU: `bench/reference/device_synther.sh`).")
+    mine = sorted({(a, s) for a, s, k in grid if k == AUTHORS},
+                  key=lambda t: (t[0], float(t[1][:-1])))
+    if not mine:
+        return (f"At the authors' generator size: no finished authors'-size cells of sweep "
+                f"`{sw.name}` in {runs} (its generators are for a GPU: "
+                f"`bench/reference/device_synther.sh`; the published ones' data: "
+                f"`results/datasets/synther-authors/`).")
     tests = []
     for other, what in (("real", "the share alone"), ("SynthER", "the quick preset's rows")):
+        pairs = [t for t in mine if (*t, other) in grid]
+        if not pairs:
+            tests.append(f"P(... > {what}): no finished pair")
+            continue
         est = stats.improvement_interval({f"{a}/{s}": grid[(a, s, AUTHORS)] for a, s in pairs},
                                          {f"{a}/{s}": grid[(a, s, other)] for a, s in pairs})
-        tests.append(f"above a seed on {what} {est[0]:.2f} [{est[1]:.2f}, {est[2]:.2f}]")
-    means = "; ".join(f"{a} {s} {grid[(a, s, AUTHORS)].mean():.1f}" for a, s in pairs)
+        tests.append(f"P(a seed on the authors'-size rows scores above a seed on {what}) = "
+                     f"{est[0]:.2f} [{est[1]:.2f}, {est[2]:.2f}] over {len(pairs)} "
+                     f"algorithm x share pairs")
+    means = "; ".join(f"{a} {s} {grid[(a, s, AUTHORS)].mean():.1f}" for a, s in mine)
     errors = []
-    for c in {c.dataset: c for c in sw.cells if c.label.endswith(f"+ {AUTHORS})")}.values():
+    cells = [c for c in sw.cells if c.label.endswith(f"+ {AUTHORS})")]
+    for c in {c.dataset: c for c in cells}.values():
         f = out / "fidelity" / f"{c.dataset.replace('/', '__')}.json"
-        if f.exists():
-            gen = next(r for r in json.loads(f.read_text())["rows"]
-                       if r["set"] != "real (source)")
+        gen = next((r for r in json.loads(f.read_text())["rows"]
+                    if r["set"] != "real (source)"), None) if f.exists() else None
+        if gen is not None:
             errors.append(f"{c.label.split('(', 1)[1].split(' +')[0]}: "
                           f"{gen['next_obs_median']:.3g}")
     fid = (f"; the median L2 error of their next_obs against the simulator: "
            f"{', '.join(errors)}") if errors else ""
-    cell = next(c for c in sw.cells if c.label.endswith(f"+ {AUTHORS})"))
-    cfg = augment.make_config(cell.augment[0], cell.augment[1], dict(cell.augment[2]),
-                              typed=True)
+    aug = cells[0].augment
+    cfg = augment.make_config(aug[0], aug[1], dict(aug[2]), typed=True)
     return (f"At the authors' generator size (sweep `{sw.name}`, "
             f"`results/{leaderboard.outputs(sw, out)['md'].name}`: width "
             f"{cfg.diffusion.width}, {cfg.steps:,d} training steps, {cfg.size:,d} generated "
-            f"rows), over "
-            f"{len(pairs)} algorithm x share pairs, P(a seed on the authors'-size rows scores "
-            f"{tests[0]}, {tests[1]}; mean normalised scores {means}{fid}.")
+            f"rows): {'; '.join(tests)}; mean normalised scores {means}{fid}.")
 
 
 def figure(grid, tasks, path: Path) -> Path:

@@ -25,24 +25,30 @@ fi
 # Three processes share the GPU: none may take 75% of its memory up front.
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
 export MINARI_DATASETS_PATH=${MINARI_DATASETS_PATH:-$PWD/.gpu-data/minari}
-{ nvidia-smi -L 2>/dev/null; lscpu | grep -E "Model name|^CPU\(s\)"; git log -1 --format=%H 2>/dev/null
+{ nvidia-smi -L 2>/dev/null; lscpu | grep -E "Model name|^CPU\(s\)"
+  git log -1 --format=%H 2>/dev/null
   $PY -c "import jax, flax, optax, orbax.checkpoint as o; print(jax.devices(), 'jax', \
-      jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, 'orbax', \
-      o.__version__)"; } > "$OUT/hardware.txt" 2>&1
+      jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, \
+      'orbax', o.__version__)"; } > "$OUT/hardware.txt" 2>&1
 shares=${SHARES:-1pct 5pct 20pct}
+pids=()
 for s in $shares; do
     /usr/bin/time -f "$s wall %e s" timeout "${TIMEOUT:-420}" $PY -m bench augment \
         "jaxrl/pendulum/medium-expert-$s-v0" --set size=100000 ${EXTRA:-} \
         > "$OUT/augment-$s.log" 2>&1 &
+    pids+=($!)
 done
-wait
+rc=0
+for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
 for s in $shares; do
     grep -v -E "Failed to import.*warp" "$OUT/augment-$s.log" | tail -n 20
-    for d in "$MINARI_DATASETS_PATH"/jaxrl/pendulum/medium-expert-$s-synther-*-v0; do
-        [ -d "$d" ] || continue
-        name=$(basename "$d")
-        tar czf "$OUT/jaxrl__pendulum__$name.tar.gz" -C "$MINARI_DATASETS_PATH" \
-            "jaxrl/pendulum/$name"
-    done
+    # the id this run wrote or found, from its log (not a glob: the folder may hold others)
+    id=$(sed -n -E -e 's/^wrote ([^:]*):.*/\1/p' \
+        -e 's/^([^ ]+) exists \(made from the same data\).*/\1/p' "$OUT/augment-$s.log")
+    if [ -z "$id" ] || [ ! -d "$MINARI_DATASETS_PATH/$id" ]; then
+        echo "no derived dataset for $s"; rc=1; continue
+    fi
+    tar czf "$OUT/${id//\//__}.tar.gz" -C "$MINARI_DATASETS_PATH" "$id"
 done
 cat "$OUT/hardware.txt"; ls -la "$OUT"
+exit $rc
