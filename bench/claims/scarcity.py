@@ -125,7 +125,7 @@ def authors_note(runs: Path, out: Path, sweep_name) -> str:
                   key=lambda t: (t[0], float(t[1][:-1])))
     if not mine:
         return (f"At the authors' generator size: no finished authors'-size cells of sweep "
-                f"`{sw.name}` in {runs} (its generators are for a GPU: "
+                f"`{sw.name}` (its generators are for a GPU: "
                 f"`bench/reference/device_synther.sh`; the published ones' data: "
                 f"`results/datasets/synther-authors/`).")
     tests = []

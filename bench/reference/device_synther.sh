@@ -48,7 +48,7 @@ for s in $shares; do
     if [ -z "$id" ] || [ ! -d "$MINARI_DATASETS_PATH/$id" ]; then
         echo "no derived dataset for $s"; rc=1; continue
     fi
-    tar czf "$OUT/${id//\//__}.tar.gz" -C "$MINARI_DATASETS_PATH" "$id"
+    tar czf "$OUT/${id//\//__}.tar.gz" -C "$MINARI_DATASETS_PATH" "$id" || rc=1
 done
 cat "$OUT/hardware.txt"; ls -la "$OUT"
 exit $rc
