@@ -5,8 +5,9 @@
 # datasets that sweep trains on. The three generators train at once, one process each, on the
 # one GPU (a batch of 256 leaves it mostly idle: `results/speed/gpu-synther.md`).
 #
-# Before the call, here: build the subsets (`python -m bench data subset
-# jaxrl/pendulum/medium-expert-v0 --fraction F` for 0.01, 0.05, 0.2), copy
+# Before the call, here: build the subsets (the quick tier's jaxrl/pendulum/medium-expert-v0,
+# which `python -m bench sweep synther-authors` or `make bench` builds, then `python -m bench
+# data subset jaxrl/pendulum/medium-expert-v0 --fraction F` for 0.01, 0.05, 0.2), copy
 # $MINARI_DATASETS_PATH/jaxrl/pendulum/medium-expert-{1,5,20}pct-v0 and its
 # namespace_metadata.json under .gpu-data/minari/jaxrl/pendulum/, and carry .gpu-data and .whl
 # (the wheels of bench/reference/device_mujoco.sh). What comes back: $OUT/<derived id with '/'
