@@ -19,7 +19,8 @@ optional `[leaderboard]` table:
     [leaderboard]
     compare = [["Diffusion-QL", "TD3+BC"]]  # pairs for the probability of improvement
 
-A group may train on data derived from its datasets, made before its cells run when missing:
+A group may train on data derived from its datasets, made before its cells run when missing
+(and, when found, checked against its source's current data: `check_made_from`):
 
     subset = 0.05                           # whole episodes holding 5% of the transitions
                                             # (`bench data subset`: <id>-5pct-v0)
@@ -350,7 +351,10 @@ def make_data(cell: Cell, tier: str, log: Callable[[str], None] = print) -> None
     from bench import augment
     from envs.datasets import all_specs, build, minari_io
 
-    if train.is_online(cell.dataset) or minari_io.exists(cell.dataset):
+    if train.is_online(cell.dataset):
+        return
+    if minari_io.exists(cell.dataset):
+        check_made_from(cell.dataset)
         return
     source = cell.task
     if not minari_io.exists(source):
@@ -366,6 +370,31 @@ def make_data(cell: Cell, tier: str, log: Callable[[str], None] = print) -> None
                     command=f"python -m bench augment {source} (a sweep)",
                     log=lambda m: log(f"  {m}"))
     assert minari_io.exists(cell.dataset), cell.dataset
+
+
+def check_made_from(dataset_id: str) -> None:
+    """A subset or derived dataset found on disk was made from its source's current data, and
+    so on up to the dataset built from an env (compared through the metadata: no arrays are
+    read). A stale link stops with one line naming it and what to delete: it and every
+    dataset made from it down to `dataset_id`. A source that is not here, or a dataset that
+    records no source, ends the check."""
+    from envs.datasets import DatasetError, minari_io
+
+    chain = [dataset_id]
+    while True:
+        made = (minari_io.read_metadata(chain[-1]).get("diffrl") or {}).get("derived") or {}
+        source, recorded = made.get("source_id"), made.get("source_content_hash")
+        if not source or not recorded or not minari_io.exists(source):
+            return
+        now = (minari_io.read_metadata(source).get("diffrl") or {}).get("content_hash")
+        if now and now != recorded:
+            paths = " ".join(str(minari_io.dataset_path(d)) for d in chain)
+            raise DatasetError(
+                f"{chain[-1]} was made from other data ({source} had content hash "
+                f"{recorded[:12]} then, {now[:12]} now); delete {paths} and rerun, and the "
+                "sweep makes " + ("them" if len(chain) > 1 else "it") + " again from the "
+                "current data")
+        chain.append(source)
 
 
 def _read(path: Path, seen: Tuple[Path, ...]) -> Tuple[dict, List[Cell]]:
