@@ -20,7 +20,7 @@ optional `[leaderboard]` table:
     compare = [["Diffusion-QL", "TD3+BC"]]  # pairs for the probability of improvement
 
 A group may train on data derived from its datasets, made before its cells run when missing
-(and, when found, checked against its source's current data: `check_made_from`):
+(and, when found, checked against its source's current data: `stale_chain`):
 
     subset = 0.05                           # whole episodes holding 5% of the transitions
                                             # (`bench data subset`: <id>-5pct-v0)
@@ -353,8 +353,8 @@ def make_data(cell: Cell, tier: str, log: Callable[[str], None] = print) -> None
 
     if train.is_online(cell.dataset):
         return
+    check_made_from(_data_ids(cell))
     if minari_io.exists(cell.dataset):
-        check_made_from(cell.dataset)
         return
     source = cell.task
     if not minari_io.exists(source):
@@ -372,29 +372,58 @@ def make_data(cell: Cell, tier: str, log: Callable[[str], None] = print) -> None
     assert minari_io.exists(cell.dataset), cell.dataset
 
 
-def check_made_from(dataset_id: str) -> None:
-    """A subset or derived dataset found on disk was made from its source's current data, and
-    so on up to the dataset built from an env (compared through the metadata: no arrays are
-    read). A stale link stops with one line naming it and what to delete: it and every
-    dataset made from it down to `dataset_id`. A source that is not here, or a dataset that
-    records no source, ends the check."""
-    from envs.datasets import DatasetError, minari_io
+def stale_chain(dataset_id: str) -> Optional[Tuple[List[str], str, str, str]]:
+    """Whether a subset or derived dataset on disk was made from its source's current data,
+    and so on up to the dataset built from an env, compared through the metadata (no arrays
+    are read). Returns None, or `(chain, source, recorded, now)`: `chain` runs from
+    `dataset_id` down to the stale link (each made from the next), `source` is what the last
+    was made from, with the content hash it had then and has now. A source that is not here,
+    or that stores no content hash (a public dataset, never rebuilt), ends the check."""
+    from envs.datasets import minari_io
 
     chain = [dataset_id]
     while True:
         made = (minari_io.read_metadata(chain[-1]).get("diffrl") or {}).get("derived") or {}
         source, recorded = made.get("source_id"), made.get("source_content_hash")
-        if not source or not recorded or not minari_io.exists(source):
-            return
+        if not source or not recorded or source in chain or not minari_io.exists(source):
+            return None
         now = (minari_io.read_metadata(source).get("diffrl") or {}).get("content_hash")
         if now and now != recorded:
-            paths = " ".join(str(minari_io.dataset_path(d)) for d in chain)
-            raise DatasetError(
-                f"{chain[-1]} was made from other data ({source} had content hash "
-                f"{recorded[:12]} then, {now[:12]} now); delete {paths} and rerun, and the "
-                "sweep makes " + ("them" if len(chain) > 1 else "it") + " again from the "
-                "current data")
+            return chain, source, recorded, now
         chain.append(source)
+
+
+def check_made_from(dataset_ids) -> None:
+    """Every stale chain among `dataset_ids` (those on disk), in one line: the datasets to
+    delete (each stale link and everything made from it), so that one rerun remakes them all
+    from the current data."""
+    import shlex
+
+    from envs.datasets import DatasetError, minari_io
+
+    stale = [c for c in map(stale_chain, dict.fromkeys(
+        d for d in ([dataset_ids] if isinstance(dataset_ids, str) else dataset_ids)
+        if minari_io.exists(d))) if c is not None]
+    if stale:
+        chain, source, recorded, now = stale[0]
+        doomed = dict.fromkeys(d for c in stale for d in c[0])
+        raise DatasetError(
+            f"{chain[-1]} was made from other data ({source} had content hash {recorded[:12]} "
+            f"then, {now[:12]} now); delete the {len(doomed)} dataset(s) made from stale "
+            "data, this one included: " + " ".join(shlex.quote(str(minari_io.dataset_path(d)))
+                                                   for d in doomed)
+            + " and rerun, and the sweep makes them again from the current data")
+
+
+def _data_ids(cell: "Cell") -> List[str]:
+    """The datasets a cell's data is made of: its own and, for a subset's augmentation, the
+    subset between it and the dataset the sweep file names."""
+    from envs.datasets import derived
+
+    ids = [cell.dataset]
+    if cell.subset is not None and cell.augment is not None:
+        ids.append(derived.subset_id(cell.task, float(cell.subset)))
+    return ids
 
 
 def _read(path: Path, seen: Tuple[Path, ...]) -> Tuple[dict, List[Cell]]:
@@ -510,7 +539,9 @@ def run(sweep: Sweep, runs: Path = train.RUNS, checkpoints: Optional[Path] = Non
     results file is checked against its config, seed count and the local dataset's content
     hash: a file trained on other data stops the sweep with one line naming `--force`."""
     t0 = time.time()
-    for cell in {c.dataset: c for c in sweep.cells}.values():
+    cells = {c.dataset: c for c in sweep.cells if not train.is_online(c.dataset)}.values()
+    check_made_from([d for c in cells for d in _data_ids(c)])  # all stale data in one line
+    for cell in cells:
         make_data(cell, sweep.data_tier, log)  # finished cells are checked against their data
     hashes = {ds: train.data_hash(ds) for ds in sweep.datasets}
     previous = []

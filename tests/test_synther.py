@@ -298,9 +298,10 @@ def test_subset_keeps_whole_episodes_and_is_the_same_every_time(source, capsys):
 
 
 def test_a_sweep_refuses_derived_data_made_from_an_older_source(random_pendulum, tmp_path):
-    """A subset and its augmentation found on disk are checked, through their metadata, against
+    """Subsets and augmentations found on disk are checked, through their metadata, against
     the source's current data: after the source is rebuilt with other data the sweep stops with
-    one line naming what to delete, and once they are deleted the sweep makes them again."""
+    one line naming every folder to delete (the stale subset and both augmentations made from
+    it), and once they are deleted it makes them again."""
     import shutil
 
     from bench import sweep
@@ -309,32 +310,40 @@ def test_a_sweep_refuses_derived_data_made_from_an_older_source(random_pendulum,
     stale = "test/pendulum/stale-v0"
     random_pendulum(stale, 400, jax.random.PRNGKey(1))
     path = tmp_path / "s.toml"
-    path.write_text(f'''
+    path.write_text("".join(f'''
 [[group]]
 algos = ["td3_bc"]
 datasets = ["{stale}"]
 subset = 0.5
-augment = {{ method = "noise", set = {{ size = 50 }} }}
+augment = {{ method = "noise", set = {{ size = 50, scale = {scale} }} }}
 seeds = 1
 steps = 10
-''')
-    (cell,) = sweep.load(path).cells
+label = "TD3+BC (noise {scale})"
+''' for scale in (0.1, 0.2)))
+    cells = sweep.load(path).cells
     quiet = dict(log=lambda m: None)
-    sweep.make_data(cell, "quick", **quiet)
-    sweep.make_data(cell, "quick", **quiet)        # found, and made from the current data
+    for _ in range(2):                               # made, then found and checked
+        for c in cells:
+            sweep.make_data(c, "quick", **quiet)
     subset = "test/pendulum/stale-50pct-v0"
+    made = [subset] + [c.dataset for c in cells]
+    assert len(set(made)) == 3
     shutil.rmtree(minari_io.dataset_path(stale))   # the source rebuilt with other data
     random_pendulum(stale, 400, jax.random.PRNGKey(2))
     with pytest.raises(DatasetError, match=re.escape(f"{subset} was made from other data")) as e:
-        sweep.make_data(cell, "quick", **quiet)
-    for d in (cell.dataset, subset):                # both named: the stale subset and what
-        assert str(minari_io.dataset_path(d)) in str(e.value)   # was made from it
+        sweep.run(sweep.load(path), runs=tmp_path / "runs", **quiet)   # before any cell runs
+    assert "delete the 3 dataset(s) made from stale data" in str(e.value)
+    assert "\n" not in str(e.value) and not (tmp_path / "runs").exists()
+    for d in made:                                   # every one named, in one error
+        assert str(minari_io.dataset_path(d)) in str(e.value)
         shutil.rmtree(minari_io.dataset_path(d))
-    sweep.make_data(cell, "quick", **quiet)        # both made again, from the current data
-    sweep.check_made_from(cell.dataset)
+    for c in cells:                                  # made again, from the current data
+        sweep.make_data(c, "quick", **quiet)
+    sweep.check_made_from(made)
     now = minari_io.read_metadata(subset)["diffrl"]["content_hash"]
-    assert datasets.load(cell.dataset).metadata["diffrl"]["derived"][
-        "source_content_hash"] == now
+    for c in cells:
+        assert datasets.load(c.dataset).metadata["diffrl"]["derived"][
+            "source_content_hash"] == now
 
 
 def test_sweep_groups_train_on_subsets_and_augmentations(source, tmp_path):
