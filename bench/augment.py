@@ -155,12 +155,11 @@ def train_generator(config: synther.Config, x, norm, ckpt: Path,
 def _made_already(out_id: str, source_id: str, source_hash: str, log) -> bool:
     """Whether `out_id` exists, made from the source's current data; a one-line error when
     it was made from other data (a rebuilt source)."""
-    from envs.datasets import DatasetError, minari_io
+    from envs.datasets import DatasetError, derived, minari_io
 
     if not minari_io.exists(out_id):
         return False
-    made_from = ((minari_io.read_metadata(out_id).get("diffrl") or {}).get("derived")
-                 or {}).get("source_content_hash")
+    made_from = derived.made_from(minari_io.read_metadata(out_id)).get("source_content_hash")
     if made_from != source_hash:
         raise DatasetError(f"{out_id} was made from other data (source content hash "
                            f"{str(made_from)[:12]}, {source_id} now has {source_hash[:12]}); "

@@ -351,11 +351,8 @@ def make_data(cell: Cell, tier: str, log: Callable[[str], None] = print) -> None
     from bench import augment
     from envs.datasets import all_specs, build, minari_io
 
-    if train.is_online(cell.dataset):
-        return
-    check_made_from(_data_ids(cell))
-    if minari_io.exists(cell.dataset):
-        return
+    if train.is_online(cell.dataset) or minari_io.exists(cell.dataset):
+        return  # found: `run` checked it against its source (`check_made_from`) first
     source = cell.task
     if not minari_io.exists(source):
         spec = all_specs()[source]
@@ -379,11 +376,11 @@ def stale_chain(dataset_id: str) -> Optional[Tuple[List[str], str, str, str]]:
     `dataset_id` down to the stale link (each made from the next), `source` is what the last
     was made from, with the content hash it had then and has now. A source that is not here,
     or that stores no content hash (a public dataset, never rebuilt), ends the check."""
-    from envs.datasets import minari_io
+    from envs.datasets import derived, minari_io
 
     chain = [dataset_id]
     while True:
-        made = (minari_io.read_metadata(chain[-1]).get("diffrl") or {}).get("derived") or {}
+        made = derived.made_from(minari_io.read_metadata(chain[-1]))
         source, recorded = made.get("source_id"), made.get("source_content_hash")
         if not source or not recorded or source in chain or not minari_io.exists(source):
             return None
@@ -393,7 +390,7 @@ def stale_chain(dataset_id: str) -> Optional[Tuple[List[str], str, str, str]]:
         chain.append(source)
 
 
-def check_made_from(dataset_ids) -> None:
+def check_made_from(dataset_ids: List[str]) -> None:
     """Every stale chain among `dataset_ids` (those on disk), in one line: the datasets to
     delete (each stale link and everything made from it), so that one rerun remakes them all
     from the current data."""
@@ -402,8 +399,7 @@ def check_made_from(dataset_ids) -> None:
     from envs.datasets import DatasetError, minari_io
 
     stale = [c for c in map(stale_chain, dict.fromkeys(
-        d for d in ([dataset_ids] if isinstance(dataset_ids, str) else dataset_ids)
-        if minari_io.exists(d))) if c is not None]
+        d for d in dataset_ids if minari_io.exists(d))) if c is not None]
     if stale:
         chain, source, recorded, now = stale[0]
         doomed = dict.fromkeys(d for c in stale for d in c[0])

@@ -39,6 +39,11 @@ LABEL = re.compile(rf"^(?P<algo>.+) \((?P<share>[\d.]+%)(?: \+ (?P<aug>{re.escap
                    r"|noise(?: [\d.]+)?))?\)$")
 
 
+def _by_share(pair: Tuple[str, str]):
+    """(algo, "5%") pairs by algorithm, then share as a number."""
+    return pair[0], float(pair[1][:-1])
+
+
 def _grid(rows) -> Dict[Tuple[str, str, str], np.ndarray]:
     """`{(algo, share, "real" | "SynthER" | "noise ..."): final scores}` from the sweep's rows,
     plus `"noise"`: for each (algo, share), the noise scale whose seeds scored best on average
@@ -66,7 +71,7 @@ def run(runs: Path, out: Path, log: Callable[[str], None] = print,
     sweep.run(sw, runs=runs, log=log)
     rows = leaderboard.collect(sw, runs)
     grid = _grid(rows)
-    tasks = sorted({(a, s) for a, s, _ in grid}, key=lambda t: (t[0], float(t[1][:-1])))
+    tasks = sorted({(a, s) for a, s, _ in grid}, key=_by_share)
     tests = []
     for other in ("real", "noise"):
         keyed = [t for t in tasks if (*t, "SynthER") in grid and (*t, other) in grid]
@@ -121,8 +126,7 @@ def authors_note(runs: Path, out: Path, sweep_name) -> str:
         return ""
     sw = sweep.load(sweep_name)
     grid = _grid(leaderboard.collect(sw, runs))
-    mine = sorted({(a, s) for a, s, k in grid if k == AUTHORS},
-                  key=lambda t: (t[0], float(t[1][:-1])))
+    mine = sorted({(a, s) for a, s, k in grid if k == AUTHORS}, key=_by_share)
     if not mine:
         return (f"At the authors' generator size: no finished authors'-size cells of sweep "
                 f"`{sw.name}` (its generators are for a GPU: "

@@ -41,6 +41,12 @@ def is_derived(meta: dict) -> bool:
     return meta.get("data_format") == FORMAT
 
 
+def made_from(meta: dict) -> dict:
+    """What a subset or derived dataset's metadata records about its source (`source_id`,
+    `source_content_hash`, the method...); `{}` for a dataset built from an env."""
+    return (meta.get("diffrl") or {}).get("derived") or {}
+
+
 def _beside(source_id: str, tag: str) -> str:
     """`ns/env/level-<tag>-v0` beside `ns/env/level-v0` (a source without a version: v0)."""
     head, _, name = source_id.rpartition("/")
