@@ -322,17 +322,19 @@ def make_guided_planner(config: Config, act_dim: int, obs_dim: int, value_fn=Non
     denoising step `n_guide_steps` times `x += guide_scale * var_t * grad V(x, t)` (no
     guidance below `t_stopgrad`); plans sorted by the value of the last denoising step's input,
     as the authors sort by the value their sampler returns. `value_fn(state, x, t) -> (n,)`
-    replaces the trained value function (tests use closed forms)."""
+    replaces the trained value function (tests use closed forms). `scale` (may be traced: one
+    compile for every scale) replaces the config's `guide_scale`."""
     spec, h, n = config.diffusion, config.horizon, config.n_plans
     net, sample, vnet = make_denoiser(spec), make_sampler(spec), value_net(config)
     mask = condition_mask(h, act_dim, obs_dim, goal=False)
     if value_fn is None:
         value_fn = lambda state, x, t: vnet.apply(state.value_ema, x, t)  # noqa: E731
 
-    def plan(state: State, obs, key):
+    def plan(state: State, obs, key, scale=None):
         values = jnp.zeros((h, act_dim + obs_dim), jnp.float32)
         values = values.at[0, act_dim:].set(state.norm.obs(obs))
-        guide = D.ValueGuide(lambda x, t, c: value_fn(state, x, t), scale=config.guide_scale,
+        scale = config.guide_scale if scale is None else scale
+        guide = D.ValueGuide(lambda x, t, c: value_fn(state, x, t), scale=scale,
                              n_guide_steps=config.n_guide_steps, t_stopgrad=config.t_stopgrad)
         _, chain = sample(as_denoiser(net, state.ema), key, (n, h, act_dim + obs_dim),
                           inpaint=(mask, values), guide=guide, return_chain=True)

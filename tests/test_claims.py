@@ -309,6 +309,12 @@ def test_long_horizon_tests_pair_the_planner_with_each_reference_per_maze():
     dql = by["Maze2D medium: Diffuser vs Diffusion-QL (3 vs 3 seeds)"]
     assert (dql.estimate, dql.verdict) == (0.0, "not supported")
     assert len(long_horizon.tests_of(scores, min_seeds=2)) == 4
+    # Decision Diffuser is tested against IQL only, with the same rule
+    scores["jaxrl/maze2d/umaze-v0"][long_horizon.OTHER_PLANNER] = s(0, 1, 2)
+    dd = long_horizon.tests_of(scores, long_horizon.OTHER_PLANNER, long_horizon.OTHER_REFERENCES)
+    assert [t.name for t in dd] == ["Maze2D umaze: Decision Diffuser (fast) vs IQL (3 vs 3 seeds)"]
+    # (0, 1, 2) against (1, 2, 3): one win (2 > 1) and two ties (counted half) of 9 pairs
+    assert dd[0].estimate == pytest.approx(2 / 9)
 
 
 def test_long_horizon_scores_keep_only_rows_the_leaderboard_scores(monkeypatch):
@@ -347,6 +353,13 @@ seeds = 3
 steps = 4
 set = { eval_every = 4, eval_episodes = 1, batch_size = 16, horizon = 16, diffusion = { T = 4, width = 8 } }
 act = [{ label = "Diffuser (diffused actions)", set = { act_with = "actions" } }]
+
+[[group]]
+algos = ["decision_diffuser_fast"]
+datasets = ["jaxrl/maze2d/umaze-v0"]
+seeds = 3
+steps = 4
+set = { eval_every = 4, eval_episodes = 1, batch_size = 16, horizon = 8, inv_hidden = 16, diffusion = { T = 4, steps = 2, width = 16, depth = 1 } }
 """
 
 
@@ -360,13 +373,19 @@ def test_long_horizon_claim_end_to_end_on_a_tiny_budget(tmp_path):
     sweep_file.write_text(LONG_SWEEP)
     f = long_horizon.run(tmp_path / "runs", tmp_path, log=lambda m: None,
                          sweep_name=str(sweep_file))
-    assert [t.name for t in f.tests] == ["Maze2D umaze: Diffuser vs IQL (3 vs 3 seeds)"]
-    assert 0 <= f.tests[0].lo <= f.tests[0].estimate <= f.tests[0].hi <= 1
-    assert "On umaze Diffuser has horizon 16, T=4 and U-Net dim 8;" in f.setup
+    assert [t.name for t in f.tests] == ["Maze2D umaze: Diffuser vs IQL (3 vs 3 seeds)",
+                                         "Maze2D umaze: Decision Diffuser (fast) vs IQL (3 vs 3 "
+                                         "seeds)"]
+    for t in f.tests:
+        assert 0 <= t.lo <= t.estimate <= t.hi <= 1
+    assert "On umaze Diffuser has horizon 16, T=4 and U-Net dim 8; it plans once" in f.setup
+    assert ("Decision Diffuser (fast) has horizon 8, ddim over 2 of T=4 steps, a dit of width "
+            "16, guidance 1.2 toward the return 0.9") in f.setup
     assert "3 seeds and 4 gradient steps per cell" in f.setup and "fixed goal" in f.setup
     # the ablation, an acting variant of the trained cell, is in the notes (not in a test)
     assert re.search(r"umaze: IQL -?\d+\.\d ± ", f.notes)
     assert re.search(r"Diffuser \(diffused actions\) -?\d+\.\d ± ", f.notes)
+    assert re.search(r"Decision Diffuser \(fast\) -?\d+\.\d ± ", f.notes)
     assert Path(f.figure).stat().st_size > 10_000
 
 
@@ -457,6 +476,62 @@ def test_guidance_measures_return_diversity_and_consistency_per_weight(random_pe
     assert np.all(np.asarray(hot) > 1e-3), hot
 
 
+def test_diffuser_guidance_measures_each_scale_on_the_plans_of_one_decision(random_pendulum):
+    """`measure_diffuser` over 3 starts x 2 guide scales equals each decision's 4 plans
+    measured one by one: returns and consistency replayed in numpy from Pendulum's closed
+    form, diversity by the formula, the value the planner ranked by; a traced scale plans what
+    the config's scale plans, and the scale acts."""
+    import jax
+    import jax.numpy as jnp
+
+    import algos
+    import envs
+    from algos import diffuser
+    from algos.config import apply_overrides
+    from bench.claims import guidance
+    from envs.datasets import load
+
+    data = load(random_pendulum("test/pendulum/guidance-v0", 600, jax.random.PRNGKey(3)))
+    env = envs.make("Pendulum-v1")
+    mod = algos.get("diffuser")
+    cfg = apply_overrides(mod.Config(), {**mod.task_defaults(data.dataset_id), **mod.TINY,
+                                         "steps": "4", "eval_every": "4", "batch_size": "16",
+                                         "n_plans": "4", "diffusion.width": "16"})
+    state = jax.jit(mod.make_train(cfg, data, env).init)(jax.random.PRNGKey(0)).algo
+    noise = lambda tree, k: jax.tree_util.tree_map(                       # noqa: E731
+        lambda p: p + 0.1 * jax.random.normal(jax.random.PRNGKey(k), p.shape), tree)
+    state = state.replace(ema=noise(state.ema, 1), value_ema=noise(state.value_ema, 5))
+    starts = jnp.array([[1.0, 0.0, 0.5], [-0.6, 0.8, -2.0], [0.0, -1.0, 3.0]])
+    scales = [0.0, 50.0]
+    std = jnp.array([0.5, 2.0, 4.0])
+    got = jax.jit(lambda s: guidance.measure_diffuser(
+        s, cfg, env, starts, jnp.array(scales), jax.random.PRNGKey(2), std))(state)
+    plan = jax.jit(diffuser.make_guided_planner(cfg, 1, 3))
+    keys = jax.random.split(jax.random.PRNGKey(2), 3)         # one per start, at every scale
+    for j, scale in enumerate(scales):
+        want = {"ret": [], "div": [], "cons": [], "value": []}
+        for s, k in zip(starts, keys):
+            p = plan(state, s, k, scale)
+            obs, act = np.asarray(p.obs), np.asarray(p.action)
+            want["div"].append(float(guidance.diversity(p.obs, std)))
+            want["value"].append(float(np.mean(p.value)))
+            for o, a in zip(obs, act):
+                r, _ = _pendulum_replay(np.asarray(s), a[:-1])
+                nxt = np.stack([_pendulum_replay(o[k], a[k:k + 1])[1][0]
+                                for k in range(len(o) - 1)])
+                want["ret"].append(r / len(obs))
+                want["cons"].append(np.mean(np.sqrt(np.mean(((o[1:] - nxt) / std) ** 2, -1)))
+                                    / len(obs))
+        for i, name in enumerate(["ret", "div", "cons", "value"]):
+            w = np.sum(want[name]) / 3 if name in ("ret", "cons") else np.mean(want[name])
+            np.testing.assert_allclose(float(got[i][j]), w, rtol=2e-3, atol=2e-3, err_msg=name)
+    assert abs(float(got[3][1]) - float(got[3][0])) > 1e-3          # the scale acts
+    by_cfg = diffuser.make_guided_planner(dataclasses.replace(cfg, guide_scale=50.0), 1, 3)(
+        state, starts[0], keys[0])
+    np.testing.assert_allclose(plan(state, starts[0], keys[0], 50.0).obs, by_cfg.obs,
+                               rtol=1e-5, atol=1e-5)
+
+
 DD_GROUP = """
 [[group]]
 algos = ["decision_diffuser_fast"]
@@ -478,24 +553,55 @@ set = { eval_every = 4, eval_episodes = 1, batch_size = 8, horizon = 8, diffusio
 """
 
 
+DIFFUSER_GROUP = """
+algos = ["diffuser"]
+datasets = ["jaxrl/pendulum/medium-expert-v0"]
+seeds = 3
+steps = 4
+set = { eval_every = 4, eval_episodes = 1, batch_size = 16, horizon = 8, n_plans = 4, diffusion = { T = 4, width = 16, mults = [1, 2] }%s }
+"""
+# the cell at the authors' scale, one trained apart at scale 0, and one that differs otherwise
+DIFFUSER_SWEEP = ('[[group]]\nlabel = "Diffuser (scale 0)"' + DIFFUSER_GROUP % ", guide_scale = 0.0"
+                  + "\n[[group]]" + DIFFUSER_GROUP % ""
+                  + '\n[[group]]\nlabel = "Other"' + DIFFUSER_GROUP % ", n_guide_steps = 1")
+
+
 @pytest.mark.slow
 def test_guidance_claim_end_to_end_on_a_tiny_budget(tmp_path):
     from bench.claims import guidance
 
     sweep_file = tmp_path / "tiny.toml"
     sweep_file.write_text(GUIDANCE_SWEEP)
+    diffuser_file = tmp_path / "tiny-diffuser.toml"
+    diffuser_file.write_text(DIFFUSER_SWEEP)
     f = guidance.run(tmp_path / "runs", tmp_path, log=lambda m: None,
-                     sweep_name=str(sweep_file), starts=2, weights=(0.0, 1.2))
-    assert len(f.tests) == 2 and f.verdict in claims.VERDICTS
+                     sweep_name=str(sweep_file), starts=2, weights=(0.0, 1.2),
+                     diffuser_sweep=str(diffuser_file), scales=(0.0, 0.1, 1.0))
+    assert len(f.tests) == 4 and f.verdict in claims.VERDICTS
     for t in f.tests:   # mean paired differences against 0
         assert t.lo <= t.estimate <= t.hi and t.threshold == 0
-        assert "2 starts x 64 plans x 3 seeds, w 1.2 vs 0" in t.name
+    assert all("2 starts x 64 plans x 3 seeds, w 1.2 vs 0" in t.name for t in f.tests[:2])
+    assert all(t.name.startswith("Diffuser: Pendulum-v1, 2 starts x 4 plans x 3 seeds, scale "
+                                 "0.1 vs 0") for t in f.tests[2:])
     # closed loop: the cell (w 1.2) and the w 0 variant, never the DDIM-1 one
     assert re.search(r"w 0: return -?\d+\.\d, diversity \d\.\d+, consistency error \d\.\d+, "
                      r"closed-loop score -?\d+\.\d ± ", f.notes)
     assert re.search(r"w 1\.2: .*closed-loop score", f.notes)
-    assert f.notes.count("closed-loop") == 2
+    # Diffuser: the two cells that differ in the scale only; scale 1 has no closed loop
+    assert re.search(r"scale 0: return -?\d+\.\d, value -?\d+\.\d, diversity \d\.\d+, "
+                     r"consistency error \d\.\d+, closed-loop score -?\d+\.\d ± ", f.notes)
+    assert re.search(r"scale 1: return -?\d+\.\d, value -?\d+\.\d, diversity \d\.\d+, "
+                     r"consistency error \d\.\d+\.$", f.notes)
+    assert f.notes.count("closed-loop") == 4
     assert Path(f.figure).stat().st_size > 10_000
+    from bench import sweep
+
+    dsw = sweep.load(str(diffuser_file))
+    other = next(c for c in dsw.cells if c.label == "Other")    # another question: not run
+    closed = guidance.closed_loop(dsw, tmp_path / "runs",
+                                  next(c for c in dsw.cells if c.label == "Diffuser"),
+                                  "guide_scale")
+    assert list(closed) == [0.0, 0.1] and not other.path(tmp_path / "runs").exists()
     # the closed-loop scores are the cell's (w 1.2) and the w 0 variant's, never DDIM-1's
     from bench import leaderboard, sweep
 
