@@ -15,8 +15,9 @@ exact, each from the same trained models at every strength:
    noise: common random numbers, so weights are compared on equal draws);
 3. per plan: its *return*, the reward the true env pays for executing it open loop from the
    start (the inverse dynamics' actions between consecutive planned states, replayed for
-   H - 1 steps; Diffuser's plans carry their own actions); its *consistency error*, the distance of each planned state from the true
-   step of the previous planned state under that action;
+   H - 1 steps; Diffuser's plans carry their own actions); its *consistency error*, the
+   distance of each planned state from the true step of the previous planned state under that
+   action;
 4. per start: the plans' *diversity*, the mean pairwise RMS distance between their state
    sequences after the inpainted start, each dimension in units of the dataset's standard
    deviation;
@@ -164,11 +165,12 @@ def closed_loop(sw, runs: Path, cell, field: str = "guidance_w") -> Dict[float, 
 
 def varied(sw, cell, field: str):
     """The cells of `sw` (`cell` among them: acting variants or cells trained apart) that
-    differ from `cell` in `field` only: the same algorithm, dataset, seeds and config."""
+    differ from `cell` in `field` only: the same algorithm, dataset, seeds, tasks and config."""
     base = cell.config()
     out = []
     for c in sw.cells:
-        if c.algo != cell.algo or c.dataset != cell.dataset or c.seeds != cell.seeds:
+        if (c.algo != cell.algo or c.dataset != cell.dataset or c.seeds != cell.seeds
+                or c.tasks != cell.tasks):
             continue
         cfg = c.act_config() if c.is_acting else c.config()
         if dataclasses.replace(cfg, **{field: getattr(base, field)}) == base:
@@ -240,7 +242,9 @@ def run(runs: Path, out: Path, log: Callable[[str], None] = print, sweep_name: s
     dsw = dcell = None
     if diffuser_sweep:
         dsw = sweep.load(diffuser_sweep)
-        dcell = next(c for c in dsw.cells if c.label == DIFFUSER)
+        dcell = next((c for c in dsw.cells if c.label == DIFFUSER), None)
+        if dcell is None:
+            raise ValueError(f"sweep {dsw.name} has no cell labelled {DIFFUSER!r}")
         if dcell.config().guide_scale not in scales or 0.0 not in scales:
             raise ValueError(f"scales must include 0 and the cell's "
                              f"{dcell.config().guide_scale:g}")
@@ -354,8 +358,9 @@ def figure(panels, path: Path) -> Path:
         for ax in axes:
             ax.set_xlabel(title.split(": ", 1)[1], fontsize=8)
             ax.axvline(authors, color="k", lw=0.5, ls=":")
-            if w.max() / max(np.sort(w)[1], 1e-12) > 20:     # spans decades: log past 0
-                ax.set_xscale("symlog", linthresh=float(np.sort(w)[1]))
+            pos = w[w > 0]
+            if pos.size and w.max() / pos.min() > 20:       # spans decades: log past 0
+                ax.set_xscale("symlog", linthresh=float(pos.min()))
         axes[0].set_title(title.split(": ", 1)[0], fontsize=9, loc="left")
     fig.suptitle("Guidance strength vs the plans' return, diversity and consistency (mean over "
                  "seeds, min-max band; dotted: the authors' setting)", fontsize=8)
