@@ -2,19 +2,19 @@
 start to the goal (both inpainted) solves sparse-reward navigation that offline model-free
 agents and short-horizon model-based planning do not, and its lead holds as the maze grows.
 
-Runs the `maze` sweep (`bench/sweeps/maze.toml`: Diffuser, Decision Diffuser, the model-free
-policies and MPC with a learned ensemble on Maze2D umaze, medium and large, 5 seeds) and tests,
-per maze and per reference,
-whether a Diffuser seed's final normalised score is above a seed's of the reference (bench.stats'
-probability of improvement over seeds, with its 95% bootstrap interval; a pair needs at least
-`MIN_SEEDS` seeds a side). The references are IQL (the paper's model-free reference),
-Diffusion-QL (the strongest diffusion policy here) and MPC with the ensemble (the autoregressive
-planner). Scores come from the leaderboard's rows (`bench.leaderboard.collect`): diverged seeds
-are counted and left out, and an acting variant (the diffused-actions ablation) is shown in the
-notes and the figure only when it evaluated the training its cell's results file holds.
-Decision Diffuser (`OTHER_PLANNER`, which replans from the current state with no goal
-inpainted) is scored beside them; its probability of improvement over IQL is given in the notes,
-not as a test of the claim (the claim is about inpainting the start and the goal).
+Runs the `maze` sweep (`bench/sweeps/maze.toml`: Diffuser, the model-free policies and MPC
+with a learned ensemble on Maze2D umaze, medium and large, 5 seeds) and tests, per maze and per
+reference, whether a Diffuser seed's final normalised score is above a seed's of the reference
+(bench.stats' probability of improvement over seeds, with its 95% bootstrap interval; a pair
+needs at least `MIN_SEEDS` seeds a side). The references are IQL (the paper's model-free
+reference), Diffusion-QL (the strongest diffusion policy here) and MPC with the ensemble (the
+autoregressive planner). Scores come from the leaderboard's rows (`bench.leaderboard.collect`):
+diverged seeds are counted and left out, and an acting variant (the diffused-actions ablation)
+is shown in the notes and the figure only when it evaluated the training its cell's results
+file holds. Decision Diffuser (`OTHER_PLANNER`, which replans from the current state with no
+goal inpainted), where the sweep has it, is scored beside them; its probability of improvement
+over IQL is given in the notes, not as a test of the claim (the claim is about inpainting the
+start and the goal).
 """
 from __future__ import annotations
 
