@@ -3,7 +3,7 @@ start to the goal (both inpainted) solves sparse-reward navigation that offline 
 agents and short-horizon model-based planning do not, and its lead holds as the maze grows.
 
 Runs the `maze` sweep (`bench/sweeps/maze.toml`: Diffuser, the model-free policies and MPC
-with a learned ensemble on Maze2D umaze, medium and large, 5 seeds) and tests, per maze and per
+with a learned ensemble on Maze2D umaze and medium, 5 seeds) and tests, per maze and per
 reference, whether a Diffuser seed's final normalised score is above a seed's of the reference
 (bench.stats' probability of improvement over seeds, with its 95% bootstrap interval; a pair
 needs at least `MIN_SEEDS` seeds a side). The references are IQL (the paper's model-free
