@@ -1,0 +1,73 @@
+#!/bin/bash
+# Issue 13's GPU run: the cells of the `maze` sweep (bench/sweeps/maze.toml) that two CPU cores
+# do not finish in a session: Diffuser on Maze2D large (horizon 384, T 256) with its two acting
+# variants, MPC on large, and Decision Diffuser's fast preset on the three mazes (it replans
+# every env step). `python -m bench sweep maze` skips every cell whose results file is already
+# in results/runs (checked against its config and the local data's content hash), so the call
+# runs only those.
+#
+# Before the call, here: copy $MINARI_DATASETS_PATH/jaxrl/maze2d (the quick tier's umaze and
+# medium and `bench data build --env maze2d-large --quality large`; their content hashes must be
+# the published files') to .gpu-maze/minari/jaxrl/maze2d, and the wheels the maze code imports
+# (brax 0.14.2, gymnax 1.0.1, minari 0.5.4, gymnasium 1.3.0, farama-notifications, jaxopt,
+# ml_collections, orbax-export, tensorboardx, flask, flask-cors, blinker, itsdangerous: those of
+# bench/reference/device_mujoco.sh without mujoco's, which the maze code never imports) to
+# .whl-maze; carry .gpu-maze and .whl-maze. What comes back: $OUT/maze-results.tar.gz (the
+# results and evaluation files this call wrote, paths from the repository root: untar with
+# `tar xzf F`), $OUT/sweep-{1,2}.log and $OUT/hardware.txt. A cut-off call keeps every cell it
+# finished (each results file is written whole when its cell ends).
+# WHEELS=none skips the install (a machine with the pinned stack); SWEEP (one or more, run at
+# once) and RUNS name other sweeps and another results folder (a tiny sweep to try the script
+# on a CPU); TIMEOUT bounds each sweep.
+set -u
+OUT=${OUT:-/tmp/device-out}
+PY=${PY:-python3}
+RUNS=${RUNS:-results/runs}
+mkdir -p "$OUT" "$RUNS"
+if [ "${WHEELS:-.whl-maze}" != none ]; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site "${WHEELS:-.whl-maze}"/*.whl || exit 1
+    export PYTHONPATH=/tmp/site
+    unset JAX_PLATFORMS
+fi
+export PYTHONUNBUFFERED=1
+export MINARI_DATASETS_PATH=${MINARI_DATASETS_PATH:-$PWD/.gpu-maze/minari}
+{ nvidia-smi -L 2>/dev/null; lscpu | grep -E "Model name|^CPU\(s\)"
+  git log -1 --format=%H 2>/dev/null
+  $PY -c "import jax, flax, optax, orbax.checkpoint as o; print(jax.devices(), 'jax', \
+      jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, \
+      'orbax', o.__version__)"; } > "$OUT/hardware.txt" 2>&1
+marker=$(mktemp)
+sleep 1   # results files written from here on are newer than the marker
+# Two processes share the GPU (compiling is most of a cell's time there, and it runs on the
+# host's cores): the maze sweep without Decision Diffuser, and Decision Diffuser alone. Each is
+# a sweep file named maze.toml in a folder of its own that includes the repository's with
+# `skip`, so the results files record the command `python -m bench sweep maze`. A cell's file
+# name is its config's hash, whatever sweep file declared it.
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
+maze=$PWD/bench/sweeps/maze.toml
+others='"BC", "TD3+BC", "IQL", "Diffusion-BC", "Diffusion-QL", "IDQL", "Diffuser",
+        "Diffuser (diffused actions)", "Diffuser (Multi2D)", "MPC (ensemble)"'
+if [ -n "${SWEEP:-}" ]; then parts="$SWEEP"; else
+    mkdir -p /tmp/maze-a /tmp/maze-b
+    echo "include = [{ sweep = \"$maze\", skip = [\"Decision Diffuser (fast)\"] }]" \
+        > /tmp/maze-a/maze.toml
+    echo "include = [{ sweep = \"$maze\", skip = [$others] }]" > /tmp/maze-b/maze.toml
+    parts="/tmp/maze-a/maze.toml /tmp/maze-b/maze.toml"
+fi
+pids=(); i=0
+for part in $parts; do
+    i=$((i + 1))
+    /usr/bin/time -f "sweep $i wall %e s" timeout "${TIMEOUT:-480}" $PY -m bench sweep "$part" \
+        --runs "$RUNS" --out "$OUT/tables-$i" > "$OUT/sweep-$i.log" 2>&1 &
+    pids+=($!)
+done
+rc=0
+for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
+evals=$($PY -c "import sys; from bench.evaluate import beside; print(beside(sys.argv[1]))" "$RUNS")
+find "$RUNS" "$evals" -type f -newer "$marker" 2>/dev/null | sort > "$OUT/written.txt"
+tar czf "$OUT/maze-results.tar.gz" -T "$OUT/written.txt" || rc=1
+rm -rf "$OUT"/tables-*   # remade from the results files on the CPU
+for f in "$OUT"/sweep-*.log; do echo "=== $f"; grep -v -E "Failed to import.*warp" "$f" | tail -n 25; done
+cat "$OUT/hardware.txt" "$OUT/written.txt"
+exit $rc
