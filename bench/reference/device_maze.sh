@@ -40,20 +40,26 @@ export MINARI_DATASETS_PATH=${MINARI_DATASETS_PATH:-$PWD/.gpu-maze/minari}
 marker=$(mktemp)
 sleep 1   # results files written from here on are newer than the marker
 # Two processes share the GPU (compiling is most of a cell's time there, and it runs on the
-# host's cores): the maze sweep without Decision Diffuser, and Decision Diffuser alone. Each is
-# a sweep file named maze.toml in a folder of its own that includes the repository's with
-# `skip`, so the results files record the command `python -m bench sweep maze`. A cell's file
-# name is its config's hash, whatever sweep file declared it.
+# host's cores): the sweep NAME (default maze) without the methods SECOND (default Decision
+# Diffuser's, comma-separated labels), and those methods alone. Each is a sweep file named
+# NAME.toml in a folder of its own that includes the repository's with `skip`, so the results
+# files record the command `python -m bench sweep NAME`. A cell's file name is its config's
+# hash, whatever sweep file declared it.
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
-maze=$PWD/bench/sweeps/maze.toml
-others='"BC", "TD3+BC", "IQL", "Diffusion-BC", "Diffusion-QL", "IDQL", "Diffuser",
-        "Diffuser (diffused actions)", "Diffuser (Multi2D)", "MPC (ensemble)"'
+name=${NAME:-maze}
 if [ -n "${SWEEP:-}" ]; then parts="$SWEEP"; else
-    mkdir -p /tmp/maze-a /tmp/maze-b
-    echo "include = [{ sweep = \"$maze\", skip = [\"Decision Diffuser (fast)\"] }]" \
-        > /tmp/maze-a/maze.toml
-    echo "include = [{ sweep = \"$maze\", skip = [$others] }]" > /tmp/maze-b/maze.toml
-    parts="/tmp/maze-a/maze.toml /tmp/maze-b/maze.toml"
+    mkdir -p /tmp/sweep-a /tmp/sweep-b
+    $PY - "$PWD/bench/sweeps/$name.toml" "${SECOND:-Decision Diffuser (fast)}" <<'PY' || exit 1
+import json, sys
+from bench import sweep
+second = sys.argv[2].split(",")
+labels = list(dict.fromkeys(c.label for c in sweep.load(sys.argv[1]).cells))
+assert set(second) <= set(labels), f"{second} not all in {labels}"
+for folder, skip in (("a", second), ("b", [x for x in labels if x not in second])):
+    with open(f"/tmp/sweep-{folder}/{sweep.load(sys.argv[1]).name}.toml", "w") as f:
+        f.write(f"include = [{{ sweep = {json.dumps(sys.argv[1])}, skip = {json.dumps(skip)} }}]\n")
+PY
+    parts="/tmp/sweep-a/$name.toml /tmp/sweep-b/$name.toml"
 fi
 pids=(); i=0
 for part in $parts; do
