@@ -338,6 +338,38 @@ def test_long_horizon_scores_keep_only_rows_the_leaderboard_scores(monkeypatch):
     assert long_horizon.tests_of(got) == []   # two finite seeds: below MIN_SEEDS
 
 
+def test_long_horizon_budget_note_on_the_published_runs(tmp_path):
+    """The larger-budget sweep's note from the committed results files: each method's mean as
+    the files hold it, the planner's probability of improvement as `bench.stats` computes it
+    from them, the machine the files name; a sentence naming the command where there are no
+    results."""
+    from bench import stats, sweep
+    from bench.claims import long_horizon
+
+    runs = Path(__file__).resolve().parent.parent / "results" / "runs"
+    note = long_horizon.budget_note(runs)
+    assert note.startswith("At 15,000 gradient steps (sweep `maze-long`")
+    assert "NVIDIA H200" in note
+    sw = sweep.load(long_horizon.BUDGET_SWEEP)
+    for maze in ("medium", "large"):
+        final = {}
+        for c in sw.cells:
+            if c.dataset.endswith(f"/{maze}-v0"):
+                res = json.loads(c.path(runs).read_text())
+                final[c.label] = np.array([s["score"] for s in res["final"]])
+        assert set(final) == {"Diffuser", "IQL", "Diffusion-QL", "MPC (ensemble)"}
+        for label, x in final.items():
+            assert f"{label} {x.mean():.1f} ± {x.std():.1f}" in note
+        for ref in long_horizon.REFERENCES:
+            est = stats.improvement_interval({maze: final["Diffuser"]}, {maze: final[ref]})
+            assert f"P(Diffuser > {ref}) = {est[0]:.2f} [{est[1]:.2f}, {est[2]:.2f}]" in note
+    # the published figures (README, claims.md)
+    assert "P(Diffuser > MPC (ensemble)) = 0.48 [0.08, 0.88]; large" in note
+    assert long_horizon.budget_note(tmp_path) == (
+        "The sweep `maze-long` (the same cells at 15,000 steps) has no results here: "
+        "`python -m bench sweep maze-long`.")
+
+
 LONG_SWEEP = """
 [[group]]
 algos = ["iql"]
@@ -377,7 +409,8 @@ def test_long_horizon_claim_end_to_end_on_a_tiny_budget(tmp_path):
     assert [t.name for t in f.tests] == ["Maze2D umaze: Diffuser vs IQL (3 vs 3 seeds)"]
     assert 0 <= f.tests[0].lo <= f.tests[0].estimate <= f.tests[0].hi <= 1
     assert re.search(r"P\(a Decision Diffuser \(fast\) seed's final normalised score is above an "
-                     r"IQL seed's\): umaze \d\.\d\d \[\d\.\d\d, \d\.\d\d\]\.$", f.notes)
+                     r"IQL seed's\): umaze \d\.\d\d \[\d\.\d\d, \d\.\d\d\]\. The sweep `maze-long` "
+                     r"\(the same cells at 15,000 steps\) has no results here", f.notes)
     assert ("On umaze Diffuser has horizon 16, T=4 and U-Net dim 8; on every maze it plans once"
             in f.setup)
     assert ("Decision Diffuser (fast) has horizon 8, ddim over 2 of T=4 steps, a DiT of width "

@@ -14,7 +14,10 @@ is shown in the notes and the figure only when it evaluated the training its cel
 file holds. Decision Diffuser (`OTHER_PLANNER`, which replans from the current state with no
 goal inpainted), where the sweep has it, is scored beside them; its probability of improvement
 over IQL is given in the notes, not as a test of the claim (the claim is about inpainting the
-start and the goal).
+start and the goal). A second sweep, `BUDGET_SWEEP` (`maze-long`: Diffuser, MPC, IQL and
+Diffusion-QL at ten times the budget on medium and large, made on a GPU), is read from its
+results files only, never trained here (`budget_note`): its means and the planner's
+probabilities of improvement are in the notes, not in the verdict.
 """
 from __future__ import annotations
 
@@ -38,6 +41,7 @@ REFERENCES = ("IQL", "Diffusion-QL", "MPC (ensemble)")
 OTHER_PLANNER = "Decision Diffuser (fast)"   # against IQL in the notes, not in the verdict
 OTHER_REFERENCES = ("IQL",)
 BACKBONES = {"unet": "U-Net", "dit": "DiT", "mlp": "MLP", "resmlp": "residual MLP"}
+BUDGET_SWEEP = "maze-long"   # the same cells at 10x the steps: notes only, never trained here
 MIN_SEEDS = 3      # seeds a side that did not diverge, for a test to be made
 
 
@@ -85,7 +89,7 @@ def _values(xs) -> str:
 
 
 def run(runs: Path, out: Path, log: Callable[[str], None] = print,
-        sweep_name: str = SWEEP) -> Finding:
+        sweep_name: str = SWEEP, budget_sweep: str = BUDGET_SWEEP) -> Finding:
     from bench import leaderboard, sweep
 
     sw = sweep.load(sweep_name)
@@ -125,7 +129,8 @@ def run(runs: Path, out: Path, log: Callable[[str], None] = print,
              f"Maze2D, the paper's setting; the model-free policies see no goal, and with one "
              f"fixed goal they need none; a Multi2D row, where shown, is Diffuser's trained "
              f"models with a goal drawn per episode, in the notes and figure only). {budget}. "
-             f"A test needs {MIN_SEEDS} seeds a side that did not diverge.")
+             f"Cells run on {_hardware(trained, runs)}. A test needs {MIN_SEEDS} seeds a side "
+             f"that did not diverge.")
     notes = "Mean final normalised score ± std over the seeds that did not diverge: " + "; ".join(
         f"{_maze(ds)}: " + ", ".join(
             f"{k} {v['scores'].mean():.1f} ± {v['scores'].std():.1f}"
@@ -138,7 +143,46 @@ def run(runs: Path, out: Path, log: Callable[[str], None] = print,
                   f"P(a {OTHER_PLANNER} seed's final normalised score is above an IQL seed's): "
                   + "; ".join(f"{t.name.split(':')[0].replace('Maze2D ', '')} {t.estimate:.2f} "
                               f"[{t.lo:.2f}, {t.hi:.2f}]" for t in beside) + ".")
+    if budget_sweep:
+        notes += " " + budget_note(runs, budget_sweep)
     return Finding("long_horizon", TITLE, STATEMENT, setup, tests, fig, notes)
+
+
+def budget_note(runs: Path, sweep_name: str = BUDGET_SWEEP) -> str:
+    """The sweep `sweep_name` (the claim's cells at a larger budget) from its results files
+    alone: per maze, each method's mean final score and the planner's probability of
+    improvement over each reference; a sentence naming the command when it has none."""
+    from bench import sweep
+
+    sw = sweep.load(sweep_name)
+    scores = final_scores(sw, runs)
+    trained = [c for c in sw.cells if not c.is_acting]
+    steps = _values(c.config().steps for c in trained)
+    if not scores:
+        return (f"The sweep `{sw.name}` (the same cells at {steps} steps) has no results here: "
+                f"`python -m bench sweep {sw.name}`.")
+    tests = {t.name.split(":")[0]: [] for t in tests_of(scores)}
+    for t in tests_of(scores):
+        tests[t.name.split(":")[0]].append(t)
+    return (f"At {steps} gradient steps (sweep "
+            f"`{sw.name}`, `bench/sweeps/{sw.path.name}`, every other setting the same; run on "
+            f"{_hardware(trained, runs)}), mean final normalised score ± std: " + "; ".join(
+                f"{_maze(ds)}: " + ", ".join(
+                    f"{k} {v['scores'].mean():.1f} ± {v['scores'].std():.1f}"
+                    + (f" ({v['diverged']} diverged)" if v["diverged"] else "")
+                    for k, v in by.items())
+                + "".join(f"; P({PLANNER} > {t.name.split(' vs ', 1)[1].rsplit(' (', 1)[0]}) = "
+                          f"{t.estimate:.2f} [{t.lo:.2f}, {t.hi:.2f}]"
+                          for t in tests.get(f"Maze2D {_maze(ds)}", []))
+                for ds, by in scores.items()) + ".")
+
+
+def _hardware(cells, runs: Path) -> str:
+    """The machines the cells' results files were made on, one line each, '; '-separated."""
+    import json
+
+    return "; ".join(sorted({sysinfo.hardware_line(json.loads(p.read_text())["hardware"])
+                             for c in cells if (p := c.path(runs)).is_file()})) or "-"
 
 
 def figure(scores, path: Path) -> Path:
@@ -149,7 +193,7 @@ def figure(scores, path: Path) -> Path:
 
     mazes = list(scores)
     labels = list(dict.fromkeys(k for by in scores.values() for k in by))
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig, ax = plt.subplots(figsize=(8.0, 3.6))
     width = 0.8 / max(len(labels), 1)
     for j, label in enumerate(labels):
         shown = False
@@ -165,6 +209,6 @@ def figure(scores, path: Path) -> Path:
     ax.set_xticks(range(len(mazes)), [_maze(ds) for ds in mazes])
     ax.set_ylabel("final normalised score (bars: mean; dots: seeds)")
     ax.axhline(0, color="k", lw=0.5)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))   # beside the bars
     sysinfo.save_figure(fig, path)
     return path
