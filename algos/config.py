@@ -199,8 +199,23 @@ def _validate_base(config):
         raise ConfigError(f"reward_scale must be 'none' or 'iql', got {config.reward_scale!r}")
 
 
+# Fields added after results were published, with the value that is the behaviour from before
+# them: `config_dict` leaves such a field out while it has that value, so the published results
+# files (their recorded config and the hash that names them) still match the configs that made
+# them. A field set to anything else is recorded and hashed like any other.
+ADDED_LATER = {("diffusion", "attention"): False}
+
+
 def config_dict(config) -> dict:
-    return {"algo": type(config).__module__.rsplit(".", 1)[-1], **dataclasses.asdict(config)}
+    d = {"algo": type(config).__module__.rsplit(".", 1)[-1], **dataclasses.asdict(config)}
+    for (*path, leaf), before in ADDED_LATER.items():
+        node = d
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node and node[leaf] == before \
+                and type(node[leaf]) is type(before):
+            del node[leaf]
+    return d
 
 
 def config_hash(config) -> str:

@@ -148,8 +148,8 @@ class Config(BaseConfig):
 # The authors' only released setting is hopper medium-expert, returns scale 400; elsewhere the
 # return is mapped to [0, 1] over the dataset (the paper's appendix).
 def task_defaults(dataset_id: str) -> dict:
-    parts = dataset_id.split("/")
-    env = parts[1] if len(parts) == 3 else ""
+    parts = dataset_id.split("/")   # jaxrl/<env>/<level>, jaxrl/mujoco/<env>/..., mujoco/<env>/...
+    env = parts[-2] if len(parts) >= 3 else ""
     return {} if env == "hopper" else {"returns_norm": "range"}
 
 

@@ -40,8 +40,10 @@ Locomotion setting, followed: the authors' `main` branch (7ea4228):
   1e6 steps; value function of the same size and horizon, its target discounted by 0.997 (the
   `plan` config loads `values/defaults_H32_T20_d0.997`), termination penalty -100; planning
   with 64 plans, guide scale 0.1, 2 guide steps, t_stopgrad 2, gradients scaled by the
-  posterior variance. The per-dataset override kept: hopper medium-expert (scale 1e-4,
-  t_stopgrad 4).
+  posterior variance. The per-dataset overrides: hopper medium-expert (scale 1e-4,
+  t_stopgrad 4); halfcheetah medium / medium-replay / medium-expert (horizon 4, mults (1, 4,
+  8), linear attention in the U-Net, the value function at the same horizon and mults, scale
+  1e-3, t_stopgrad 4), applied to our halfcheetah datasets of the same levels.
 - `diffuser/datasets/sequence.py` (`SequenceDataset`, `ValueDataset`): windows start at every
   step of an episode and are padded with zeros past its end (`use_padding`), none reaching
   past step 999 (`max_path_length` 1000: a 1000-step time-limited episode is never padded);
@@ -60,8 +62,6 @@ Deviations:
 - plans are ranked by the value of the last denoising step's input at t=0, which is the value
   the authors' sampler returns whenever t_stopgrad >= 1 (their default 2).
 - a dimension with zero spread is divided by 1e-6 (GaussianNormalizer divides by zero).
-- the halfcheetah overrides (horizon 4, attention) are not built: there is no halfcheetah
-  dataset here yet (issue 15).
 - batch 64 in one step instead of 32 twice with gradients accumulated: the same mean gradient.
 - the last window start of every path (Maze2D) or episode (locomotion) is kept (the
   authors' `range(max_start)` drops it).
@@ -109,8 +109,14 @@ MAZE = {"umaze": (128, 64), "medium": (256, 256), "large": (384, 256)}
 LOCOMOTION = {"horizon": "32", "diffusion.T": "20", "diffusion.mults": "1,2,4,8",
               "diffusion.clip_x0": "0", "action_weight": "10", "normalizer": "gaussian",
               "act_with": "actions", "steps": "1000000"}
-# ... and its per-dataset overrides that exist here (`hopper_medium_expert_v2`).
-LOCOMOTION_BY_DATASET = {"hopper/medium-expert": {"guide_scale": "0.0001", "t_stopgrad": "4"}}
+# ... and its per-dataset overrides (`hopper_medium_expert_v2`; `halfcheetah_medium_v2`,
+# `_medium_replay_v2` and `_medium_expert_v2`: horizon 4, mults (1, 4, 8) and attention for the
+# diffusion model, the same horizon and mults for the value, scale 1e-3 and t_stopgrad 4).
+HALFCHEETAH = {"horizon": "4", "diffusion.mults": "1,4,8", "diffusion.attention": "true",
+               "guide_scale": "0.001", "t_stopgrad": "4"}
+LOCOMOTION_BY_DATASET = {"hopper/medium-expert": {"guide_scale": "0.0001", "t_stopgrad": "4"},
+                         **{f"halfcheetah/{level}": HALFCHEETAH
+                            for level in ("medium", "medium-replay", "medium-expert")}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,8 +182,8 @@ def task_defaults(dataset_id: str) -> dict:
     """The authors' settings for a dataset: horizon and T for a Maze2D layout
     (`jaxrl/maze2d/<layout>-v0`; the Config's defaults are the rest of their maze2d config),
     their locomotion config for any other env."""
-    parts = dataset_id.split("/")
-    name = "/".join(parts[1:]).rsplit("-v", 1)[0] if len(parts) == 3 else ""
+    parts = dataset_id.split("/")   # jaxrl/<env>/<level>-vN, jaxrl/mujoco/<env>/<level>-vN,
+    name = "/".join(parts[-2:]).rsplit("-v", 1)[0] if len(parts) >= 3 else ""  # mujoco/<env>/..
     if name.startswith("maze2d/"):
         layout = name.split("/")[1]
         if layout in MAZE:

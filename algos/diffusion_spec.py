@@ -68,6 +68,7 @@ class DiffusionSpec:
     width: int = 256                # mlp/resmlp hidden width, U-Net base dim, DiT hidden
     depth: int = 3                  # mlp layers, resmlp blocks, DiT blocks
     mults: Tuple[int, ...] = (1, 2, 4, 8)  # U-Net channel multipliers
+    attention: bool = False         # U-Net linear attention per level (Diffuser's halfcheetah)
     heads: int = 4                  # DiT attention heads
     # EDM (sampler = "edm"): training noise distribution and the Heun sampler's settings.
     sigma_data: float = 0.5
@@ -149,7 +150,8 @@ def make_denoiser(spec: DiffusionSpec, cond_encoder=None):
     if spec.backbone == "resmlp":
         return nets.ResidualMLPDenoiser(width=spec.width, depth=spec.depth)
     if spec.backbone == "unet":
-        return nets.TemporalUnet(dim=spec.width, dim_mults=spec.mults, cond_encoder=cond_encoder)
+        return nets.TemporalUnet(dim=spec.width, dim_mults=spec.mults, attention=spec.attention,
+                                 cond_encoder=cond_encoder)
     return nets.DiTDenoiser(hidden=spec.width, depth=spec.depth, heads=spec.heads,
                             cond_encoder=cond_encoder)
 

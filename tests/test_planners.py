@@ -272,7 +272,9 @@ SLOW = ("decision_diffuser", "decision_diffuser_fast", "mpc")
                          + [pytest.param("diffuser", "locomotion", marks=pytest.mark.slow)])
 def test_planner_seeds_vmap_and_resume(algo, setting, maze, pendulum, tmp_path):
     data, env = maze if setting == "maze" else pendulum
-    cfg = _tiny(algo) if setting == "maze" else _loco(n_plans="2")
+    # the locomotion case with halfcheetah's U-Net attention, so that option trains too
+    cfg = (_tiny(algo) if setting == "maze"
+           else _loco(n_plans="2", **{"diffusion.attention": "true"}))
     tr = algos.get(algo).make_train(cfg, data, env)
     assert tr.periods == 2
     # One compiled program, `bench train`'s: one period of both seeds, every episode loop in
@@ -328,6 +330,37 @@ def test_diffuser_refuses_what_it_cannot_plan_on(maze, pendulum):
     assert diffuser.task_defaults("jaxrl/pendulum/medium-v0") == diffuser.LOCOMOTION
     hopper = diffuser.task_defaults("jaxrl/hopper/medium-expert-v0")
     assert hopper["guide_scale"] == "0.0001" and hopper["t_stopgrad"] == "4"
+    # the same overrides on MuJoCo ids (ours under jaxrl/mujoco/, Minari's public mujoco/)
+    assert diffuser.task_defaults("jaxrl/mujoco/hopper/medium-expert-v0") == hopper
+    assert diffuser.task_defaults("jaxrl/mujoco/walker2d/medium-v0") == diffuser.LOCOMOTION
+    for ds in ("jaxrl/halfcheetah/medium-v0", "jaxrl/mujoco/halfcheetah/medium-replay-v0",
+               "mujoco/halfcheetah/medium-expert-v0"):
+        hc = apply_overrides(diffuser.Config(), diffuser.task_defaults(ds))
+        assert (hc.horizon, hc.diffusion.mults, hc.diffusion.attention, hc.guide_scale,
+                hc.t_stopgrad, hc.diffusion.T) == (4, (1, 4, 8), True, 0.001, 4, 20), ds
+    # ... and the attention reaches the U-Net: the authors' halfcheetah count (test_nets)
+    from algos.diffusion_spec import make_denoiser
+    shapes = jax.eval_shape(make_denoiser(hc.diffusion).init, jax.random.PRNGKey(0),
+                            jnp.zeros((1, 4, 14)), 0)
+    assert sum(leaf.size for leaf in jax.tree_util.tree_leaves(shapes)) == 4_112_398
+
+
+def test_a_field_added_later_keeps_published_hashes_until_it_is_set():
+    """`diffusion.attention` joined the configs after results were published: at its default
+    it is left out of the recorded config, so the quick tier's Diffuser cell keeps the hash
+    that names its published results file; set, it is recorded and changes the hash."""
+    from algos.config import config_dict, config_hash
+    from bench import sweep
+
+    cell = next(c for c in sweep.load("quick").cells
+                if c.label == "Diffuser" and c.dataset == "jaxrl/maze2d/umaze-v0")
+    config = cell.config()
+    assert config.diffusion.attention is False
+    assert "attention" not in config_dict(config)["diffusion"]
+    assert config_hash(config) == "06a59588"          # results/runs/diffuser/..umaze-v0/
+    on = apply_overrides(config, {"diffusion.attention": "true"})
+    assert config_dict(on)["diffusion"]["attention"] is True
+    assert config_hash(on) != "06a59588"
 
 
 def test_cli_diffuser_tracking_on_an_env_without_goal_is_one_line(pendulum, capsys):
@@ -606,6 +639,8 @@ def test_decision_diffuser_refuses_what_it_cannot_plan_on(maze, pendulum, capsys
     with pytest.raises(ConfigError, match="returns_norm must be one of scale, range"):
         _dd(returns_norm="minmax")
     assert dd.task_defaults("jaxrl/hopper/medium-expert-v0") == {}      # the authors' 400
+    assert dd.task_defaults("jaxrl/mujoco/hopper/medium-v0") == {}       # MuJoCo ids too
+    assert dd.task_defaults("mujoco/hopper/expert-v0") == {}
     assert dd.task_defaults("jaxrl/pendulum/medium-v0") == {"returns_norm": "range"}
     code = cli(["train", "--algo", "decision_diffuser_fast", "--dataset", PENDULUM_ID,
                 "--seeds", "1", "--steps", "2", "--set", "temperature=0"])
