@@ -51,29 +51,63 @@ def _task(name):
     return _CACHE[name]
 
 
-# Steps over which a free rollout from gymnasium's reset state stays within 1e-4 (relative) of
-# gymnasium's: measured 30 of 30 on Hopper and Walker2d (largest error 8e-6 and 1.4e-5);
-# HalfCheetah's contacts amplify float32 rounding past 1e-4 after 12 to 27 steps.
+# Steps over which free rollouts are compared: measured 30 of 30 within 1e-4 (relative) of
+# gymnasium's on Hopper and Walker2d (largest error 8e-6 and 1.4e-5). HalfCheetah's contacts
+# amplify small differences quickly, so its free rollouts are judged against its own
+# sensitivity (`_sensitivity`) over 10 steps.
 FREE = {"Hopper-v5": STEPS, "Walker2d-v5": STEPS, "HalfCheetah-v5": 10}
+ONE_STEP = 2e-5    # one MJX step from gymnasium's state (test_every_step_...): relative error
+EPS32 = 6e-8       # float32's relative rounding
 
 
 def _rel_err(obs, ref):
     return np.abs(obs - ref).max(axis=-1) / (1.0 + np.abs(ref).max(axis=-1))
 
 
+def _sensitivity(name, lane, actions, n, draws=16):
+    """How much gymnasium's own rollout (float64 MuJoCo) of lane `lane` moves, step by step,
+    when its state is rounded at float32's relative precision before every step: the largest
+    relative observation change over `draws` random roundings. Divided by EPS32 it is the
+    dynamics' amplification of a per-step error at each step, measured without MJX."""
+    gym = gymnasium.make(name).unwrapped
+    rng = np.random.default_rng(lane)
+
+    def run(eps):
+        gym.reset(seed=lane)
+        out = []
+        for a in actions[:n]:
+            if eps:
+                qpos, qvel = gym.data.qpos, gym.data.qvel
+                gym.set_state(qpos * (1 + rng.uniform(-eps, eps, qpos.shape)),
+                              qvel * (1 + rng.uniform(-eps, eps, qvel.shape)))
+            out.append(gym.step(a.astype(np.float64))[0])
+        return np.stack(out)
+
+    ref = run(0.0)
+    return np.max([_rel_err(run(EPS32), ref) for _ in range(draws)], axis=0)
+
+
 @pytest.mark.parametrize("name", TASKS)
 def test_free_rollouts_follow_gymnasium_from_the_same_state(name):
     """Same start (gymnasium's reset put into MJX by state_from_obs, exact since its velocities
-    are small), same actions: observations, rewards and termination agree step by step to
-    float32 precision for FREE[name] steps."""
+    are small), same actions: observations, rewards and termination agree step by step for
+    FREE[name] steps. The observations within 1e-4 (relative), or, where the dynamics amplify
+    differences more (HalfCheetah's contacts), within the one-step tolerance scaled by
+    gymnasium's own amplification at that step (`_sensitivity`): an error MJX makes at one
+    step may grow as any other would, and no faster. Measured on HalfCheetah: MJX's largest
+    error 2.0e-4 at step 8 of lane 3 on one AVX-512 CPU (under 1e-4 on another), where that
+    bound is 5.1e-3 (elsewhere 1e-4 to 3.5e-3); the same rollouts with the actions' sign
+    flipped are off by 1.0 to 2.4 from the first step."""
     env, rollouts, episodes = _task(name)
     obs0 = np.stack([e[0] for e in episodes]).astype(np.float32)
     obs, rew, term = jax.device_get(rollouts(obs0, np.stack([e[1] for e in episodes])))
-    for lane, (_, _, ref) in enumerate(episodes):
+    for lane, (_, actions, ref) in enumerate(episodes):
         n = min(len(ref), FREE[name])
         assert n >= 9, n  # random actions keep the robot up for a while
         err = _rel_err(obs[lane, :n], np.stack([o for o, _, _ in ref[:n]]))
-        assert err.max() < 1e-4, (lane, err)
+        if err.max() >= 1e-4:
+            bound = ONE_STEP * _sensitivity(name, lane, actions, n) / EPS32
+            assert (err < np.maximum(1e-4, bound)).all(), (lane, err, bound)
         np.testing.assert_allclose(rew[lane, :n], [r for _, r, _ in ref[:n]], atol=1e-4)
         np.testing.assert_array_equal(term[lane, :n], [t for _, _, t in ref[:n]])
 
@@ -104,7 +138,7 @@ def test_every_step_from_gymnasium_states_matches(name):
             np.stack([c[0] for c in batch]).astype(np.float32), acts))
         got += list(zip(obs[:, 0], rew[:, 0], term[:, 0]))
     obs, rew, term = (np.stack(x) for x in zip(*got))
-    assert _rel_err(obs, np.stack([c[2] for c in cases])).max() < 2e-5
+    assert _rel_err(obs, np.stack([c[2] for c in cases])).max() < ONE_STEP
     np.testing.assert_allclose(rew, [c[3] for c in cases], atol=1e-4)
     np.testing.assert_array_equal(term, [c[4] for c in cases])
 
