@@ -181,7 +181,9 @@ def check_horizon_and_ema(config):
 def task_defaults(dataset_id: str) -> dict:
     """The authors' settings for a dataset: horizon and T for a Maze2D layout
     (`jaxrl/maze2d/<layout>-v0`; the Config's defaults are the rest of their maze2d config),
-    their locomotion config for any other env."""
+    their locomotion config for any other env, with their per-dataset overrides where the env
+    and level match exactly (a subset or a SynthER-derived id, `medium-5pct`, gets the
+    env's plain locomotion config, as it would with the authors' name lookup)."""
     parts = dataset_id.split("/")   # jaxrl/<env>/<level>-vN, jaxrl/mujoco/<env>/<level>-vN,
     name = "/".join(parts[-2:]).rsplit("-v", 1)[0] if len(parts) >= 3 else ""  # mujoco/<env>/..
     if name.startswith("maze2d/"):

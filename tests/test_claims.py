@@ -336,6 +336,11 @@ def test_long_horizon_scores_keep_only_rows_the_leaderboard_scores(monkeypatch):
     assert got[ds]["Diffuser"]["scores"].tolist() == [30.0, 40.0]
     assert got[ds]["Diffuser"]["diverged"] == 1
     assert long_horizon.tests_of(got) == []   # two finite seeds: below MIN_SEEDS
+    # how the notes print a method, all of whose seeds may have diverged
+    assert long_horizon._mean_std("Diffuser", got[ds]["Diffuser"]) == \
+        "Diffuser 35.0 ± 5.0 (1 diverged)"
+    assert long_horizon._mean_std("IQL", {"scores": np.array([]), "diverged": 3}) == \
+        "IQL none (3 diverged)"
 
 
 def test_long_horizon_budget_note_on_the_published_runs(tmp_path):
@@ -348,7 +353,8 @@ def test_long_horizon_budget_note_on_the_published_runs(tmp_path):
 
     runs = Path(__file__).resolve().parent.parent / "results" / "runs"
     note = long_horizon.budget_note(runs)
-    assert note.startswith("At 15,000 gradient steps (sweep `maze-long`")
+    assert note.startswith("At 15,000 gradient steps (sweep `maze-long`, `bench/sweeps/maze-long"
+                           ".toml`, evaluated every 5,000 steps, every other setting the same")
     assert "NVIDIA H200" in note
     sw = sweep.load(long_horizon.BUDGET_SWEEP)
     for maze in ("medium", "large"):
@@ -567,11 +573,20 @@ def test_diffuser_guidance_measures_each_scale_on_the_plans_of_one_decision(rand
                                rtol=1e-5, atol=1e-5)
 
 
-def test_guidance_tests_compare_the_authors_strength_with_none_and_figures_draw(tmp_path):
+def test_guidance_tests_compare_the_authors_strength_with_none_and_figures_draw(tmp_path,
+                                                                              monkeypatch):
     """`_tests`: gain in return and loss of diversity at the authors' strength against 0,
     paired by seed, whatever the order of the strengths; the figure draws one row per planner
-    for strengths spanning decades, two values, or one."""
+    for strengths spanning decades, two values, or one, the four panels of a row on one x
+    range that holds every strength (on a log axis, 0 inside the left edge and no negative
+    decade)."""
+    from bench import sysinfo
     from bench.claims import guidance
+
+    saved = []
+    save = sysinfo.save_figure
+    monkeypatch.setattr(sysinfo, "save_figure", lambda fig, path: saved.append(
+        [[ax.get_xlim() for ax in fig.axes[4 * r:4 * r + 4]] for r in range(3)]) or save(fig, path))
 
     xs = (0.1, 0.0, 1.0)                    # the authors' first: the columns are found by value
     ret = np.array([[1.0, 0.0, 5.0], [3.0, 0.0, 5.0]])
@@ -583,8 +598,15 @@ def test_guidance_tests_compare_the_authors_strength_with_none_and_figures_draw(
     panels = [("A: scale", guidance.SCALES, v, v, v, v, {0.0: np.ones(2), 0.1: np.zeros(2)},
                0.1),
               ("B: weight", (0.0, 1.2), v[:, :2], v[:, :2], v[:, :2], None, {}, 1.2),
-              ("C: weight", (0.0,), v[:, :1], v[:, :1], v[:, :1], None, {}, 0.0)]
+              ("C: weight", (0.0,), v[:, :1], v[:, :1], v[:, :1], None, {2.0: np.ones(2)},
+               0.0)]
     assert guidance.figure(panels, tmp_path / "g.png").stat().st_size > 10_000
+    rows = saved[0]
+    for lims, (_, xs, *_, closed, _) in zip(rows, panels):
+        assert len(set(lims)) == 1                      # one range for the row's four panels
+        lo, hi = lims[0]
+        assert lo < min(xs) and max([*xs, *closed]) < hi   # a closed-loop strength too
+    assert -min(x for x in guidance.SCALES if x > 0) < rows[0][0][0] < 0
 
 
 DD_GROUP = """

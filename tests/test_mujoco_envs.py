@@ -107,7 +107,8 @@ def test_free_rollouts_follow_gymnasium_from_the_same_state(name):
         err = _rel_err(obs[lane, :n], np.stack([o for o, _, _ in ref[:n]]))
         if err.max() >= 1e-4:
             bound = ONE_STEP * _sensitivity(name, lane, actions, n) / EPS32
-            assert (err < np.maximum(1e-4, bound)).all(), (lane, err, bound)
+            # never looser than 1e-2, which a wrong force or sign exceeds at once
+            assert (err < np.clip(bound, 1e-4, 1e-2)).all(), (lane, err, bound)
         np.testing.assert_allclose(rew[lane, :n], [r for _, r, _ in ref[:n]], atol=1e-4)
         np.testing.assert_array_equal(term[lane, :n], [t for _, _, t in ref[:n]])
 

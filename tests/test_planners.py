@@ -338,7 +338,8 @@ def test_diffuser_refuses_what_it_cannot_plan_on(maze, pendulum):
         hc = apply_overrides(diffuser.Config(), diffuser.task_defaults(ds))
         assert (hc.horizon, hc.diffusion.mults, hc.diffusion.attention, hc.guide_scale,
                 hc.t_stopgrad, hc.diffusion.T) == (4, (1, 4, 8), True, 0.001, 4, 20), ds
-    # ... and the attention reaches the U-Net: the authors' halfcheetah count (test_nets)
+    # ... and the attention reaches the U-Net: the authors' count for that U-Net at 14
+    # transition dims (tests/test_nets.py; halfcheetah's own 23 dims give another)
     from algos.diffusion_spec import make_denoiser
     shapes = jax.eval_shape(make_denoiser(hc.diffusion).init, jax.random.PRNGKey(0),
                             jnp.zeros((1, 4, 14)), 0)

@@ -355,12 +355,20 @@ def figure(panels, path: Path) -> Path:
             ax.plot(cx, [closed[x].mean() if len(closed[x]) else np.nan for x in cx], "o-",
                     color="tab:red")
         ax.set_ylabel("closed-loop normalised score", fontsize=8)
-        for ax in axes:
+        every = np.r_[w, np.asarray(list(closed or ()), float)]   # the closed loop's too
+        pos = every[every > 0]
+        log = bool(pos.size and every.max() / pos.min() > 20)  # spans decades: log past 0
+        if log:   # 0 drawn just inside the left edge, with no negative decade beside it
+            xlim = (-0.3 * pos.min(), 1.5 * every.max())
+        else:
+            pad = 0.05 * (every.max() - every.min()) or 0.5
+            xlim = (every.min() - pad, every.max() + pad)
+        for ax in axes:   # one x range for the row, the closed-loop panel's too
             ax.set_xlabel(title.split(": ", 1)[1], fontsize=8)
             ax.axvline(authors, color="k", lw=0.5, ls=":")
-            pos = w[w > 0]
-            if pos.size and w.max() / pos.min() > 20:       # spans decades: log past 0
+            if log:
                 ax.set_xscale("symlog", linthresh=float(pos.min()))
+            ax.set_xlim(*xlim)
         axes[0].set_title(title.split(": ", 1)[0], fontsize=9, loc="left")
     fig.suptitle("Guidance strength vs the plans' return, diversity and consistency (mean over "
                  "seeds, min-max band; dotted: the authors' setting)", fontsize=8)

@@ -16,6 +16,8 @@
 # results and evaluation files this call wrote, paths from the repository root: untar with
 # `tar xzf F`), $OUT/sweep-{1,2}.log and $OUT/hardware.txt. A cut-off call keeps every cell it
 # finished (each results file is written whole when its cell ends).
+# COMMIT names the local commit the working tree is at, for hardware.txt (the results files
+# record this machine's .git, which is the session's first snapshot, not the tree it ran).
 # WHEELS=none skips the install (a machine with the pinned stack); SWEEP (one or more, run at
 # once) and RUNS name other sweeps and another results folder (a tiny sweep to try the script
 # on a CPU); TIMEOUT bounds each sweep.
@@ -33,7 +35,7 @@ fi
 export PYTHONUNBUFFERED=1
 export MINARI_DATASETS_PATH=${MINARI_DATASETS_PATH:-$PWD/.gpu-maze/minari}
 { nvidia-smi -L 2>/dev/null; lscpu | grep -E "Model name|^CPU\(s\)"
-  git log -1 --format=%H 2>/dev/null
+  echo "code: ${COMMIT:-unknown (pass COMMIT=<the local commit>: this machine's .git is the session's first snapshot)}"
   $PY -c "import jax, flax, optax, orbax.checkpoint as o; print(jax.devices(), 'jax', \
       jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, \
       'orbax', o.__version__)"; } > "$OUT/hardware.txt" 2>&1
@@ -52,25 +54,37 @@ if [ -n "${SWEEP:-}" ]; then parts="$SWEEP"; else
     $PY - "$PWD/bench/sweeps/$name.toml" "${SECOND:-Decision Diffuser (fast)}" <<'PY' || exit 1
 import json, sys
 from bench import sweep
-second = sys.argv[2].split(",")
-labels = list(dict.fromkeys(c.label for c in sweep.load(sys.argv[1]).cells))
-assert set(second) <= set(labels), f"{second} not all in {labels}"
+path, second = sys.argv[1], sys.argv[2].split(",")
+sw = sweep.load(path)
+labels = list(dict.fromkeys(c.label for c in sw.cells))
+if set(second) - set(labels):
+    sys.exit(f"SECOND names {sorted(set(second) - set(labels))}; {sw.name} has {labels}")
+# an acting variant runs in the process of the cell it evaluates
+second += list(dict.fromkeys(c.label for c in sw.cells if c.is_acting
+                             and c.trained_label in second and c.label not in second))
 for folder, skip in (("a", second), ("b", [x for x in labels if x not in second])):
-    with open(f"/tmp/sweep-{folder}/{sweep.load(sys.argv[1]).name}.toml", "w") as f:
-        f.write(f"include = [{{ sweep = {json.dumps(sys.argv[1])}, skip = {json.dumps(skip)} }}]\n")
+    with open(f"/tmp/sweep-{folder}/{sw.name}.toml", "w") as f:
+        f.write(f"data_tier = {json.dumps(sw.data_tier)}\n"
+                f"include = [{{ sweep = {json.dumps(path)}, skip = {json.dumps(skip)} }}]\n")
+parts = [sweep.load(f"/tmp/sweep-{x}/{sw.name}.toml").cells for x in "ab"]
+assert sorted(c.label + c.dataset for p in parts for c in p) == \
+    sorted(c.label + c.dataset for c in sw.cells), "the two parts do not make the sweep"
 PY
     parts="/tmp/sweep-a/$name.toml /tmp/sweep-b/$name.toml"
 fi
 pids=(); i=0
 for part in $parts; do
     i=$((i + 1))
-    /usr/bin/time -f "sweep $i wall %e s" timeout "${TIMEOUT:-480}" $PY -m bench sweep "$part" \
-        --runs "$RUNS" --out "$OUT/tables-$i" > "$OUT/sweep-$i.log" 2>&1 &
+    (start=$SECONDS; timeout "${TIMEOUT:-480}" $PY -m bench sweep "$part" --runs "$RUNS" \
+         --out "$OUT/tables-$i"; code=$?
+     echo "sweep $i: exit $code, wall $((SECONDS - start)) s"; exit $code) \
+        > "$OUT/sweep-$i.log" 2>&1 &
     pids+=($!)
 done
 rc=0
 for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
-evals=$($PY -c "import sys; from bench.evaluate import beside; print(beside(sys.argv[1]))" "$RUNS")
+evals=$($PY -c "import sys; from bench.evaluate import beside; print(beside(sys.argv[1]))" \
+    "$RUNS") || { echo "bench does not import: no evaluations folder"; rc=1; evals=$RUNS; }
 find "$RUNS" "$evals" -type f -newer "$marker" 2>/dev/null | sort > "$OUT/written.txt"
 tar czf "$OUT/maze-results.tar.gz" -T "$OUT/written.txt" || rc=1
 rm -rf "$OUT"/tables-*   # remade from the results files on the CPU
