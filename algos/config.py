@@ -199,23 +199,35 @@ def _validate_base(config):
         raise ConfigError(f"reward_scale must be 'none' or 'iql', got {config.reward_scale!r}")
 
 
-# Fields added after results were published, with the value that is the behaviour from before
-# them: `config_dict` leaves such a field out while it has that value, so the published results
-# files (their recorded config and the hash that names them) still match the configs that made
-# them. A field set to anything else is recorded and hashed like any other.
-ADDED_LATER = {("diffusion", "attention"): False}
+# Fields added after results were published, per dataclass, with the value that is the
+# behaviour from before them: `config_dict` leaves such a field out wherever a config holds that
+# dataclass (a generator's DiffusionSpec inside SynthER's config too) while it has that value,
+# so the published results files (their recorded config, the hash that names them, the key of a
+# derived dataset) still match the configs that made them. A field set to anything else is
+# recorded and hashed like any other.
+ADDED_LATER = {"DiffusionSpec": {"attention": False}}
+
+
+def _plain(x):
+    """`dataclasses.asdict`, leaving out `ADDED_LATER` fields at their earlier value."""
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        later = ADDED_LATER.get(type(x).__name__, {})
+        out = {}
+        for f in dataclasses.fields(x):
+            v = getattr(x, f.name)
+            if f.name in later and type(v) is type(later[f.name]) and v == later[f.name]:
+                continue
+            out[f.name] = _plain(v)
+        return out
+    if isinstance(x, (list, tuple)):
+        return type(x)(_plain(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    return x
 
 
 def config_dict(config) -> dict:
-    d = {"algo": type(config).__module__.rsplit(".", 1)[-1], **dataclasses.asdict(config)}
-    for (*path, leaf), before in ADDED_LATER.items():
-        node = d
-        for key in path:
-            node = node.get(key) if isinstance(node, dict) else None
-        if isinstance(node, dict) and leaf in node and node[leaf] == before \
-                and type(node[leaf]) is type(before):
-            del node[leaf]
-    return d
+    return {"algo": type(config).__module__.rsplit(".", 1)[-1], **_plain(config)}
 
 
 def config_hash(config) -> str:

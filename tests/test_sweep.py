@@ -205,6 +205,46 @@ def test_leaderboard_counts_a_diverged_seed_and_leaves_it_out_of_every_average(t
                                                "speed-s.md"}
 
 
+def test_every_published_leaderboard_still_finds_its_results():
+    """Each committed leaderboard's 'N of M cells have results' holds for today's code: a change
+    that moved a published cell's config hash (a new Config field recorded at its default, in
+    a nested config too) leaves its results file unfound and fails here, before any table or
+    sweep is rebuilt. Reads results files only."""
+    import re
+
+    from bench import leaderboard, train
+
+    results = Path(__file__).resolve().parent.parent / "results"
+    published = sorted(results.glob("leaderboard*.md"))
+    assert len(published) >= 9
+    for md in published:
+        name = md.stem.split("-", 1)[1] if "-" in md.stem else "quick"
+        done, total = map(int, re.search(r"(\d+) of (\d+) cells have results",
+                                         md.read_text()).groups())
+        rows = leaderboard.collect(sweep.load(name), train.RUNS)
+        assert (sum(r["status"] == "done" for r in rows), len(rows)) == (done, total), name
+
+
+def test_throughput_rows_never_pool_machines():
+    """One throughput row per method and machine: a method with cells on a CPU and on a GPU
+    gets two rows, each the median of its own cells; variants and unfinished cells are left
+    out."""
+    from bench import leaderboard
+
+    def row(label, hw, wall, status="done", acting=False):
+        return {"label": label, "hardware": hw, "seeds": 5, "steps": 100, "wall_s": wall,
+                "compile_s": wall / 10, "status": status, "acting": acting}
+
+    rows = [row("A", "cpu", 10.0), row("A", "cpu", 50.0), row("A", "cpu", 20.0),
+            row("A", "gpu", 1.0), row("B", "cpu", 5.0, status="running"),
+            row("A (variant)", "cpu", 1.0, acting=True)]
+    got = {(r["label"], r["hardware"]): r for r in leaderboard.speed_rows(rows)}
+    assert sorted(got) == [("A", "cpu"), ("A", "gpu")]
+    assert got[("A", "cpu")]["cells"] == 3 and got[("A", "cpu")]["seed_steps_per_s"] == 25.0
+    assert (got[("A", "cpu")]["min"], got[("A", "cpu")]["max"]) == (10.0, 50.0)
+    assert got[("A", "gpu")]["seed_steps_per_s"] == 500.0 and got[("A", "gpu")]["cells"] == 1
+
+
 def test_a_pair_is_compared_on_the_tasks_both_have_results_on():
     """A planner that runs on Maze2D alone still gets its probability of improvement there."""
     from bench import leaderboard
