@@ -292,17 +292,18 @@ def csv_text(rows, aggs, pois) -> str:
 
 
 def speed_rows(rows) -> List[dict]:
+    """One row per method and machine (a median over a CPU's cells and a GPU's means
+    nothing): its cells' median seed-steps/s, their range and median compile time."""
     out = []
-    for label in dict.fromkeys(r["label"] for r in rows if not r["acting"]):
-        mine = [r for r in rows if r["label"] == label and r["status"] == "done"]
-        if not mine:
-            continue
+    done = [r for r in rows if not r["acting"] and r["status"] == "done"]
+    for label, hardware in dict.fromkeys((r["label"], r["hardware"]) for r in done):
+        mine = [r for r in done if r["label"] == label and r["hardware"] == hardware]
         rate = [r["seeds"] * r["steps"] / r["wall_s"] for r in mine]
         out.append({"label": label, "cells": len(mine),
                     "seed_steps_per_s": float(np.median(rate)),
                     "min": float(min(rate)), "max": float(max(rate)),
                     "compile_s": float(np.median([r["compile_s"] for r in mine])),
-                    "hardware": "; ".join(sorted({r["hardware"] for r in mine}))})
+                    "hardware": hardware})
     return out
 
 
@@ -316,7 +317,8 @@ def speed_markdown(sweep: Sweep, rows) -> str:
         f"# Throughput of the `{sweep.name}` sweep", "",
         "From the results files of its cells (`python -m bench table`): seed-steps/s is seeds "
         "x gradient steps / wall time of the whole cell, its periodic evaluations included, "
-        "with every seed in one vmapped program; compile time is apart. For controlled "
+        "with every seed in one vmapped program; compile time is apart; one row per method "
+        "and machine. For controlled "
         "measurements (warm-up, matmul peak, 1 vs 8 seeds) see `results/speed/` "
         "(`python -m bench speed ...`).", "", markdown_table(speed_rows(rows), cols), ""])
 
