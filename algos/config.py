@@ -199,19 +199,16 @@ def _validate_base(config):
         raise ConfigError(f"reward_scale must be 'none' or 'iql', got {config.reward_scale!r}")
 
 
-# Fields added after results were published, per dataclass, with the value that is the
-# behaviour from before them: `config_dict` leaves such a field out wherever a config holds that
-# dataclass (a generator's DiffusionSpec inside SynthER's config too) while it has that value,
-# so the published results files (their recorded config, the hash that names them, the key of a
-# derived dataset) still match the configs that made them. A field set to anything else is
-# recorded and hashed like any other.
-ADDED_LATER = {"DiffusionSpec": {"attention": False}}
-
-
 def _plain(x):
-    """`dataclasses.asdict`, leaving out `ADDED_LATER` fields at their earlier value."""
+    """`dataclasses.asdict` for the field types configs hold (numbers, strings, tuples, lists,
+    nested dataclasses), leaving out the fields a dataclass lists in its `ADDED_LATER` class
+    variable while they have the value from before they were added: a field added after
+    results were published (DiffusionSpec's `attention`, wherever a config holds one: SynthER's
+    generator inside `sac_synther` too) is then not recorded at that value, so the published
+    results files (their config, the hash that names them, a derived dataset's key) still
+    match the configs that made them. Set to anything else, it is recorded and hashed."""
     if dataclasses.is_dataclass(x) and not isinstance(x, type):
-        later = ADDED_LATER.get(type(x).__name__, {})
+        later = getattr(type(x), "ADDED_LATER", {})
         out = {}
         for f in dataclasses.fields(x):
             v = getattr(x, f.name)
@@ -219,10 +216,12 @@ def _plain(x):
                 continue
             out[f.name] = _plain(v)
         return out
+    if isinstance(x, tuple) and hasattr(x, "_fields"):          # a namedtuple
+        return type(x)(*[_plain(v) for v in x])
     if isinstance(x, (list, tuple)):
         return type(x)(_plain(v) for v in x)
     if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
+        return type(x)((_plain(k), _plain(v)) for k, v in x.items())
     return x
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Tuple
+from typing import ClassVar, Dict, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -69,6 +69,8 @@ class DiffusionSpec:
     depth: int = 3                  # mlp layers, resmlp blocks, DiT blocks
     mults: Tuple[int, ...] = (1, 2, 4, 8)  # U-Net channel multipliers
     attention: bool = False         # U-Net linear attention per level (Diffuser's halfcheetah)
+    # fields added after results were published, with their value from before (config_dict)
+    ADDED_LATER: ClassVar[Dict[str, object]] = {"attention": False}
     heads: int = 4                  # DiT attention heads
     # EDM (sampler = "edm"): training noise distribution and the Heun sampler's settings.
     sigma_data: float = 0.5

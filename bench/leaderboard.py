@@ -15,7 +15,7 @@ An acting variant of the sweep (a trained cell evaluated again with acting field
 it, the paired difference from the cell as trained (the same seeds' weights, the same
 evaluation keys), which is the comparison to read for it. A variant's evaluation of another
 training than its cell's results file holds is shown as such, never scored.
-`results/speed.md`: per method, seed-steps/s of whole cells (seeds x steps / wall time,
+`results/speed.md`: per method and machine, seed-steps/s of whole cells (seeds x steps / wall time,
 evaluation included), compile time and hardware.
 """
 from __future__ import annotations
@@ -296,7 +296,9 @@ def speed_rows(rows) -> List[dict]:
     nothing): its cells' median seed-steps/s, their range and median compile time."""
     out = []
     done = [r for r in rows if not r["acting"] and r["status"] == "done"]
-    for label, hardware in dict.fromkeys((r["label"], r["hardware"]) for r in done):
+    order = list(dict.fromkeys(r["label"] for r in done))       # a method's rows together
+    for label, hardware in sorted(dict.fromkeys((r["label"], r["hardware"]) for r in done),
+                                  key=lambda k: (order.index(k[0]), k[1])):
         mine = [r for r in done if r["label"] == label and r["hardware"] == hardware]
         rate = [r["seeds"] * r["steps"] / r["wall_s"] for r in mine]
         out.append({"label": label, "cells": len(mine),

@@ -362,6 +362,9 @@ def test_a_field_added_later_keeps_published_hashes_until_it_is_set():
     on = apply_overrides(config, {"diffusion.attention": "true"})
     assert config_dict(on)["diffusion"]["attention"] is True
     assert config_hash(on) != "06a59588"
+    # wherever a DiffusionSpec sits: online SynthER's generator (its published cell b0f5318c)
+    from algos import sac_synther
+    assert "attention" not in config_dict(sac_synther.Config())["generator"]["diffusion"]
 
 
 def test_cli_diffuser_tracking_on_an_env_without_goal_is_one_line(pendulum, capsys):

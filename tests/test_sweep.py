@@ -205,24 +205,34 @@ def test_leaderboard_counts_a_diverged_seed_and_leaves_it_out_of_every_average(t
                                                "speed-s.md"}
 
 
-def test_every_published_leaderboard_still_finds_its_results():
-    """Each committed leaderboard's 'N of M cells have results' holds for today's code: a change
-    that moved a published cell's config hash (a new Config field recorded at its default, in
-    a nested config too) leaves its results file unfound and fails here, before any table or
-    sweep is rebuilt. Reads results files only."""
+def test_every_published_results_file_is_a_cell_of_todays_sweeps():
+    """Every committed results file under results/runs is the file of a cell some shipped sweep
+    declares, by today's config hash, and each committed leaderboard's 'N of M cells have
+    results' still holds. A change that moves a published cell's hash (a new Config field
+    recorded at its default, in a nested config too) orphans its file and fails here; so does
+    a sweep file or a results file committed without its table rebuilt (`bench table`).
+    Reads results files only."""
     import re
 
     from bench import leaderboard, train
 
     results = Path(__file__).resolve().parent.parent / "results"
+    sweeps = {p.stem: sweep.load(p.stem) for p in sweep.SWEEPS.glob("*.toml")}
+    cells = {c.path(train.RUNS).resolve() for s in sweeps.values() for c in s.cells
+             if not c.is_acting}
+    files = sorted(p.resolve() for p in (results / "runs").rglob("*.json"))
+    assert len(files) >= 100
+    orphans = [str(p.relative_to(results)) for p in files if p not in cells]
+    assert not orphans, f"results files no sweep cell names today: {orphans}"
     published = sorted(results.glob("leaderboard*.md"))
     assert len(published) >= 9
     for md in published:
         name = md.stem.split("-", 1)[1] if "-" in md.stem else "quick"
         done, total = map(int, re.search(r"(\d+) of (\d+) cells have results",
                                          md.read_text()).groups())
-        rows = leaderboard.collect(sweep.load(name), train.RUNS)
-        assert (sum(r["status"] == "done" for r in rows), len(rows)) == (done, total), name
+        rows = leaderboard.collect(sweeps[name], train.RUNS)
+        missing = [(r["label"], r["dataset"]) for r in rows if r["status"] != "done"]
+        assert (total - len(missing), len(rows)) == (done, total), (name, missing)
 
 
 def test_throughput_rows_never_pool_machines():
