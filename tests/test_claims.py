@@ -583,10 +583,11 @@ def test_guidance_tests_compare_the_authors_strength_with_none_and_figures_draw(
     from bench import sysinfo
     from bench.claims import guidance
 
-    saved = []
+    saved, ticks = [], []
     save = sysinfo.save_figure
     monkeypatch.setattr(sysinfo, "save_figure", lambda fig, path: saved.append(
-        [[ax.get_xlim() for ax in fig.axes[4 * r:4 * r + 4]] for r in range(3)]) or save(fig, path))
+        [[ax.get_xlim() for ax in fig.axes[4 * r:4 * r + 4]] for r in range(3)])
+        or ticks.append([t.get_text() for t in fig.axes[0].get_xticklabels()]) or save(fig, path))
 
     xs = (0.1, 0.0, 1.0)                    # the authors' first: the columns are found by value
     ret = np.array([[1.0, 0.0, 5.0], [3.0, 0.0, 5.0]])
@@ -607,6 +608,7 @@ def test_guidance_tests_compare_the_authors_strength_with_none_and_figures_draw(
         lo, hi = lims[0]
         assert lo < min(xs) and max([*xs, *closed]) < hi   # a closed-loop strength too
     assert -min(x for x in guidance.SCALES if x > 0) < rows[0][0][0] < 0
+    assert ticks[0] == [f"{x:g}" for x in sorted(guidance.SCALES)]   # the strengths, plainly
 
 
 DD_GROUP = """

@@ -333,6 +333,7 @@ def figure(panels, path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
 
     fig, grid = plt.subplots(len(panels), 4, figsize=(12.0, 3.2 * len(panels)), squeeze=False)
     for axes, (title, xs, ret, div, cons, value, closed, authors) in zip(grid, panels):
@@ -366,8 +367,11 @@ def figure(panels, path: Path) -> Path:
         for ax in axes:   # one x range for the row, the closed-loop panel's too
             ax.set_xlabel(title.split(": ", 1)[1], fontsize=8)
             ax.axvline(authors, color="k", lw=0.5, ls=":")
-            if log:
+            if log:   # ticks at the strengths measured, written plainly (0, 0.03, 0.1, ...)
                 ax.set_xscale("symlog", linthresh=float(pos.min()))
+                ticks = np.unique(every)
+                ax.set_xticks(ticks, [f"{x:g}" for x in ticks])
+                ax.xaxis.set_minor_locator(NullLocator())
             ax.set_xlim(*xlim)
         axes[0].set_title(title.split(": ", 1)[0], fontsize=9, loc="left")
     fig.suptitle("Guidance strength vs the plans' return, diversity and consistency (mean over "
