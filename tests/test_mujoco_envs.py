@@ -56,6 +56,7 @@ def _task(name):
 # amplify small differences quickly, so its free rollouts are judged against its own
 # sensitivity (`_sensitivity`) over 10 steps.
 FREE = {"Hopper-v5": STEPS, "Walker2d-v5": STEPS, "HalfCheetah-v5": 10}
+SENSITIVE = ("HalfCheetah-v5",)   # judged against its sensitivity past 1e-4; the others not
 ONE_STEP = 2e-5    # one MJX step from gymnasium's state (test_every_step_...): relative error
 EPS32 = 6e-8       # float32's relative rounding
 
@@ -91,10 +92,11 @@ def _sensitivity(name, lane, actions, n, draws=16):
 def test_free_rollouts_follow_gymnasium_from_the_same_state(name):
     """Same start (gymnasium's reset put into MJX by state_from_obs, exact since its velocities
     are small), same actions: observations, rewards and termination agree step by step for
-    FREE[name] steps. The observations within 1e-4 (relative), or, where the dynamics amplify
-    differences more (HalfCheetah's contacts), within the one-step tolerance scaled by
-    gymnasium's own amplification at that step (`_sensitivity`): an error MJX makes at one
-    step may grow as any other would, and no faster. Measured on HalfCheetah: MJX's largest
+    FREE[name] steps. The observations within 1e-4 (relative), or, for the tasks whose
+    dynamics amplify differences more (`SENSITIVE`: HalfCheetah's contacts), within the
+    one-step tolerance scaled by gymnasium's own amplification at that step
+    (`_sensitivity`): an error MJX makes at one step may grow as any other would, and no
+    faster. Measured on HalfCheetah: MJX's largest
     error 2.0e-4 at step 8 of lane 3 on one AVX-512 CPU (under 1e-4 on another), where that
     bound is 5.1e-3 (elsewhere 1e-4 to 3.5e-3); the same rollouts with the actions' sign
     flipped are off by 1.0 to 2.4 from the first step."""
@@ -105,10 +107,12 @@ def test_free_rollouts_follow_gymnasium_from_the_same_state(name):
         n = min(len(ref), FREE[name])
         assert n >= 9, n  # random actions keep the robot up for a while
         err = _rel_err(obs[lane, :n], np.stack([o for o, _, _ in ref[:n]]))
-        if err.max() >= 1e-4:
+        if name in SENSITIVE and err.max() >= 1e-4:
             bound = ONE_STEP * _sensitivity(name, lane, actions, n) / EPS32
             # never looser than 1e-2, which a wrong force or sign exceeds at once
             assert (err < np.clip(bound, 1e-4, 1e-2)).all(), (lane, err, bound)
+        else:
+            assert err.max() < 1e-4, (lane, err)
         np.testing.assert_allclose(rew[lane, :n], [r for _, r, _ in ref[:n]], atol=1e-4)
         np.testing.assert_array_equal(term[lane, :n], [t for _, _, t in ref[:n]])
 
