@@ -21,6 +21,9 @@
 # WHEELS=none skips the install (a machine with the pinned stack); SWEEP (one or more, run at
 # once) and RUNS name other sweeps and another results folder (a tiny sweep to try the script
 # on a CPU); TIMEOUT bounds each sweep.
+# Provenance: the GPU calls behind the committed maze and maze-long cells ran this script as
+# of 740c063 and 5df6396 (`results/speed/gpu-maze-h200.log`); its split handling (acting
+# variants, data tier, the check), its timing and COMMIT came after and ran on a CPU only.
 set -u
 OUT=${OUT:-/tmp/device-out}
 PY=${PY:-python3}
