@@ -100,6 +100,9 @@ class DiffusionSpec:
                               f"entries), got {self.T:,d}")
         if self.steps < 0:
             raise ConfigError(f"steps must be >= 0 (0: T), got {self.steps}")
+        if self.attention and self.backbone != "unet":
+            raise ConfigError(f"attention is the U-Net's (backbone=unet); backbone="
+                              f"{self.backbone} has none, set diffusion.attention=false")
         if self.clip_x0 < 0 or self.eta < 0:
             raise ConfigError("clip_x0 and eta must be >= 0")
         if self.sampler == "ddpm" and self.steps not in (0, self.T):

@@ -323,6 +323,8 @@ def test_diffuser_refuses_what_it_cannot_plan_on(maze, pendulum):
         _tiny(**{"diffusion.sampler": "edm", "diffusion.steps": "4"})
     with pytest.raises(ConfigError, match="act_with must be one of controller, actions"):
         _tiny(act_with="mpc")
+    with pytest.raises(ConfigError, match="attention is the U-Net's"):
+        _tiny(**{"diffusion.attention": "true", "diffusion.backbone": "dit"})
     with pytest.raises(ConfigError, match="no episode is 512 steps long"):
         diffuser.make_train(_tiny(horizon="512"), data, env)
     assert diffuser.task_defaults("jaxrl/maze2d/umaze-v0") == {"horizon": 128, "diffusion.T": 64}
