@@ -157,9 +157,9 @@ def budget_note(runs: Path, sweep_name: str = BUDGET_SWEEP) -> str:
     if not scores:
         return (f"The sweep `{sw.name}` (the same cells at {steps} steps) has no results here: "
                 f"`python -m bench sweep {sw.name}`.")
-    tests = {t.name.split(":")[0]: [] for t in tests_of(scores)}
-    for t in tests_of(scores):
-        tests[t.name.split(":")[0]].append(t)
+    tests: Dict[str, list] = {}
+    for t in tests_of(scores):             # per maze: "Maze2D medium" -> its tests
+        tests.setdefault(t.name.split(":")[0], []).append(t)
     return (f"At {steps} gradient steps (sweep `{sw.name}`, `bench/sweeps/{sw.path.name}`, "
             f"evaluated every {_values(c.config().eval_every for c in trained)} steps, every "
             f"other setting the same; run on {_hardware(trained, runs)}), mean final normalised "
